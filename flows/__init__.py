@@ -1,0 +1,1 @@
+"""Prefect 3 flows: ``collect``, ``train``, ``evaluate``."""

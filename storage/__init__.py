@@ -1,0 +1,1 @@
+"""Parquet schema, atomic shard writer and DuckDB catalog of a talkset dataset root."""

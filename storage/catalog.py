@@ -1,0 +1,67 @@
+"""Open a dataset root in DuckDB with views ``clips``, ``frames``, ``shots``, ``failures``.
+
+Views read ``root/tables/<name>/**/*.parquet`` with ``hive_partitioning=true``, so the
+``source`` column comes from the folder names. ``frames`` shows only rows of committed clips
+(those with a ``clips`` shard), so a clip interrupted mid-write is never half visible.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+
+from . import schema as S
+
+READ_ONLY_TYPES = {"SELECT", "EXPLAIN", "PRAGMA", "SHOW", "DESCRIBE"}
+
+
+class ReadOnlyError(ValueError):
+    """A statement given to :func:`query` would change something."""
+
+
+def _has_files(base: Path) -> bool:
+    return base.is_dir() and any(p for p in base.rglob("*.parquet") if not p.name.startswith("."))
+
+
+def connect(root: str | os.PathLike, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the four views over ``root``.
+
+    A table with no shard yet is an empty view with the same columns.
+    """
+    root = Path(root).expanduser().resolve()
+    con = con or duckdb.connect(":memory:")
+    for table in S.TABLES:
+        base = root / "tables" / table
+        name = "frames_all" if table == "frames" else table
+        if _has_files(base):
+            glob = str(base / "**" / "*.parquet").replace("'", "''")
+            con.execute(
+                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{glob}', "
+                "hive_partitioning=true, union_by_name=true)"
+            )
+        else:
+            empty = S.empty(table)
+            con.register(f"_empty_{table}", empty)
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _empty_{table}")
+    con.execute(
+        "CREATE OR REPLACE VIEW frames AS SELECT * FROM frames_all "
+        "WHERE clip_id IN (SELECT clip_id FROM clips)"
+    )
+    return con
+
+
+def query(root: str | os.PathLike, sql: str):
+    """Run one read-only statement over the root; returns a DuckDB relation result as
+    ``(column_names, rows)``. Raises :class:`ReadOnlyError` for statements that write."""
+    con = connect(root)
+    stmts = con.extract_statements(sql)
+    if len(stmts) != 1:
+        raise ReadOnlyError(f"give exactly one statement (got {len(stmts)})")
+    kind = str(stmts[0].type).split(".")[-1].upper()
+    if kind not in READ_ONLY_TYPES:
+        raise ReadOnlyError(f"talkset sql is read-only: {kind} statements are not allowed")
+    cur = con.execute(sql)
+    cols = [d[0] for d in cur.description] if cur.description else []
+    return cols, cur.fetchall()

@@ -1,0 +1,8 @@
+"""talkset: build multi-person talking-video datasets and train the CovOG baseline.
+
+The pipeline follows "Multi-human Interactive Talking Dataset" (MIT, Sec. 3): shots with 2-4
+people in one static shot, annotated per person per frame with a body box, COCO-WholeBody
+keypoints and a speaking score in [-1, 1].
+"""
+
+__version__ = "0.1.0"

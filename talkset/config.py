@@ -1,0 +1,73 @@
+"""One config object for a collection run (video2dataset style).
+
+Load from YAML with :meth:`CollectConfig.from_yaml`, override from the command line, or build
+in Python. Every model path is local: a bare file name is looked up in ``$TALKSET_WEIGHTS`` then
+``../shared/weights`` (see :mod:`talkset.weights`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class CollectConfig:
+    # where
+    root: str = "dataset"
+    ray_address: str | None = None  # None: $RAY_ADDRESS, else a local Ray
+    ray_num_cpus: int | None = None  # local Ray only
+    use_gpus: str = "auto"  # auto: ask for GPUs only if the Ray cluster has them; "never"
+    # download
+    download_retries: int = 3
+    download_timeout_s: float = 600.0
+    # shots (PySceneDetect)
+    detector: str = "content"  # content | adaptive
+    threshold: float | None = None  # detector default when None
+    min_shot_s: float = 3.0
+    # people (YOLO + ByteTrack) and shot filter
+    yolo_weights: str = "yolo11n-pose.pt"
+    person_conf: float = 0.25
+    track_imgsz: int = 640
+    min_people: int = 2
+    max_people: int = 4
+    presence_frac: float = 0.5  # a track counts as present if in >= this share of the shot's frames
+    min_box_frac: float = 0.02  # ignore tracks whose median box is < this share of the frame area
+    max_camera_motion: float = 0.004  # see tasks.people.camera_motion (frame diagonals per frame)
+    # clip
+    clip_fps: float = 25.0
+    audio_rate: int = 16000
+    crf: int = 18
+    # annotation (issue 5 stages read these)
+    annotate: bool = True
+    pose_backend: str = "mediapipe"  # mediapipe | onnx | mmpose
+    pose_model: str | None = None  # ONNX file / mmpose checkpoint for those backends
+    pose_config: str | None = None  # mmpose config
+    yunet_weights: str = "face_detection_yunet_2026may.onnx"
+    asd_talkset_weights: str = "light-asd_finetuning_TalkSet.model"
+    asd_ava_weights: str = "light-asd_pretrain_AVA_CVPR.model"
+    # scale: actors per stage and bounded in-flight work (backpressure)
+    concurrency: dict[str, int] = field(default_factory=dict)  # stage name -> number of actors
+    max_sources_in_flight: int = 2
+    max_shots_in_flight: int = 2
+    max_task_retries: int = 2  # Ray retries of a stage call after an actor dies
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> "CollectConfig":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CollectConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)} (known: {sorted(known)})")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

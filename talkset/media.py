@@ -1,0 +1,187 @@
+"""Media helpers: the ffmpeg binary, probing with PyAV, and frame decoding at a target rate.
+
+Frames are always decoded inside the stage that needs them, from the file on disk; they never
+travel through Ray's object store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+
+class MediaError(RuntimeError):
+    """A file could not be probed, decoded or encoded."""
+
+
+def ffmpeg_exe() -> str:
+    """Path of an ffmpeg binary: ``$PATH`` first (Debian's package), else imageio-ffmpeg's."""
+    exe = shutil.which("ffmpeg")
+    if exe:
+        return exe
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as exc:  # pragma: no cover - install problem
+        raise MediaError(
+            "no ffmpeg found: install Debian's `ffmpeg` package or the `imageio-ffmpeg` wheel "
+            "(scripts/install.sh does)"
+        ) from exc
+
+
+def run_ffmpeg(args: list[str], what: str) -> None:
+    """Run ffmpeg quietly; raise :class:`MediaError` with its stderr tail on failure."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise MediaError(f"ffmpeg failed ({what}): {proc.stderr.strip()[-800:]}")
+
+
+@dataclass
+class Probe:
+    """Facts about a media file. Times in seconds, sizes in pixels."""
+
+    path: str
+    duration_s: float
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    vcodec: str
+    has_audio: bool
+    audio_codec: str | None = None
+    audio_rate: int | None = None
+
+
+def probe(path: str | Path) -> Probe:
+    """Probe a file with PyAV. Raises :class:`MediaError` if it is not a readable video."""
+    import av
+
+    path = str(path)
+    try:
+        with av.open(path) as c:
+            if not c.streams.video:
+                raise MediaError(f"{path}: no video stream (not a video)")
+            v = c.streams.video[0]
+            a = c.streams.audio[0] if c.streams.audio else None
+            rate = v.average_rate or v.guessed_rate or v.base_rate
+            fps = float(rate) if rate else 0.0
+            if v.duration is not None and v.time_base is not None:
+                duration = float(v.duration * v.time_base)
+            elif c.duration is not None:
+                duration = c.duration / 1e6
+            else:
+                duration = 0.0
+            frames = int(v.frames) if v.frames else int(round(duration * fps))
+            return Probe(
+                path=path,
+                duration_s=duration,
+                fps=fps,
+                num_frames=frames,
+                width=int(v.codec_context.width),
+                height=int(v.codec_context.height),
+                vcodec=v.codec_context.name,
+                has_audio=a is not None,
+                audio_codec=a.codec_context.name if a is not None else None,
+                audio_rate=int(a.codec_context.sample_rate) if a is not None else None,
+            )
+    except MediaError:
+        raise
+    except Exception as exc:
+        raise MediaError(f"{path}: cannot be read as a video ({type(exc).__name__}: {exc})") from exc
+
+
+def iter_frames(
+    path: str | Path,
+    start_s: float = 0.0,
+    end_s: float | None = None,
+    fps: float | None = None,
+    scale: float = 1.0,
+    fmt: str = "bgr24",
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Decode frames of ``path`` between ``start_s`` and ``end_s`` (seconds).
+
+    With ``fps`` set, yields one frame per output tick ``k`` at time ``start_s + k / fps``: the
+    last decoded frame whose timestamp is <= that time (what ffmpeg's ``fps`` filter keeps).
+    Without it, every decoded frame is yielded with ``k`` its index from ``start_s``.
+
+    Yields ``(k, time_s, image)`` with ``image`` an HxWx3 uint8 array (BGR by default), resized
+    by ``scale``.
+    """
+    import av
+    import cv2
+
+    eps = 1e-6
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        v.thread_type = "AUTO"
+        if start_s > 0:
+            c.seek(int(max(0.0, start_s - 1.0) / v.time_base), stream=v, backward=True, any_frame=False)
+
+        def convert(fr):
+            img = fr.to_ndarray(format=fmt)
+            if scale != 1.0:
+                img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            return img
+
+        k = 0
+        if fps is None:
+            for frame in c.decode(v):
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * v.time_base)
+                if t + eps < start_s:
+                    continue
+                if end_s is not None and t >= end_s - eps:
+                    return
+                yield k, t, convert(frame)
+                k += 1
+            return
+
+        # Rate conversion as ffmpeg's fps filter (round=near): tick k shows the last frame
+        # whose time is <= start_s + k/fps + 0.5/fps.
+        half = 0.5 / fps
+        prev_frame = None
+        last_t = None
+        for frame in c.decode(v):
+            if frame.pts is None:
+                continue
+            t = float(frame.pts * v.time_base)
+            while prev_frame is not None:
+                tick = start_s + k / fps
+                if end_s is not None and tick >= end_s - eps:
+                    return
+                if t <= tick + half + eps:
+                    break  # this newer frame is still a candidate for tick k
+                yield k, tick, convert(prev_frame)
+                k += 1
+            prev_frame, last_t = frame, t
+        if prev_frame is None:
+            return
+        stop = end_s if end_s is not None else last_t + half + eps
+        img = convert(prev_frame)
+        while start_s + k / fps < stop - eps:
+            yield k, start_s + k / fps, img
+            k += 1
+
+
+def read_audio(path: str | Path, rate: int = 16000, start_s: float = 0.0, end_s: float | None = None) -> np.ndarray:
+    """Decode mono float32 audio in [-1, 1] at ``rate`` Hz with ffmpeg. Empty if no audio."""
+    args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin"]
+    if start_s > 0:
+        args += ["-ss", f"{start_s:.6f}"]
+    args += ["-i", str(path)]
+    if end_s is not None:
+        args += ["-t", f"{max(0.0, end_s - start_s):.6f}"]
+    args += ["-vn", "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"]
+    proc = subprocess.run(args, capture_output=True)
+    if proc.returncode != 0:
+        raise MediaError(f"{path}: audio decode failed: {proc.stderr.decode(errors='replace')[-500:]}")
+    return np.frombuffer(proc.stdout, dtype=np.float32).copy()

@@ -1,0 +1,41 @@
+"""Shared test fixtures: real footage and weights from ../shared, offline switches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from talkset import env
+
+env.configure(threads=1)
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("TALKSET_SHARED", REPO.parent / "shared"))
+CLIPS = SHARED / "data" / "clips"
+GOLDENS = SHARED / "data" / "groundtruth" / "pyscenedetect"
+WEIGHTS = SHARED / "weights"
+os.environ.setdefault("TALKSET_WEIGHTS", str(WEIGHTS))
+
+
+def clip(name: str) -> Path:
+    p = CLIPS / name
+    if not p.is_file():
+        pytest.fail(f"missing shared test clip {p}: tests need ../shared beside the checkout")
+    return p
+
+
+@pytest.fixture(scope="session")
+def shared_clips() -> Path:
+    return CLIPS
+
+
+@pytest.fixture(scope="session")
+def weights_dir() -> Path:
+    return WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def blackjournal() -> Path:
+    return clip("dvscripts_blackjournal.mp4")
