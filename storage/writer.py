@@ -119,7 +119,7 @@ class DatasetRoot:
         tbl = tbl.replace_schema_metadata({**(tbl.schema.metadata or {}), **meta})
         final = self.shard_path(table, source_id, part)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{final.name}"
+        tmp = final.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{final.name}.partial"  # never matches *.parquet
         try:
             pq.write_table(tbl, tmp, compression="zstd")
             os.replace(tmp, final)

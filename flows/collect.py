@@ -1,0 +1,397 @@
+"""The ``collect`` flow: sources -> download -> shots -> people -> clip -> (pose, faces, speaking,
+align) -> write, as in the MIT paper's collection pipeline (Sec. 3.1).
+
+Orchestration: a Prefect 3 flow. Each source is a Prefect task run (``source:<id>``) with a nested
+``download`` task run that Prefect retries with exponential backoff; the stages themselves run as
+Ray actors (:mod:`flows.runner`) that declare their resources and load their models once. Sources
+move through the stages concurrently (``max_sources_in_flight``) and the shots of one source too
+(``max_shots_in_flight``): a video's shots are annotated while the next video downloads. The
+number of flow threads bounds in-flight work per stage (backpressure).
+
+Failures never stop the run: a stage error on a source, shot or clip becomes a ``failures`` row
+and the rest goes on. Re-running with the same root resumes: committed clips are skipped, stray
+temporary files are removed, and nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from talkset import env
+
+env.configure(threads=None)
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.tasks import exponential_backoff  # noqa: E402
+
+from flows.runner import StagePool, init_ray  # noqa: E402
+from storage.writer import DatasetRoot  # noqa: E402
+from talkset.config import CollectConfig  # noqa: E402
+from tasks.base import ClipTask, ShotRecord, StageError, VideoTask, clip_id_for, source_id_for  # noqa: E402
+
+log = logging.getLogger("talkset.collect")
+
+ANNOTATION_STAGES = ("pose", "faces", "speaking", "align")
+
+
+def build_stages(cfg: CollectConfig, run_id: str) -> dict[str, Any]:
+    """Stage instances for a run, in pipeline order (annotation stages only when
+    ``cfg.annotate``)."""
+    from tasks.clip import ClipStage
+    from tasks.download import DownloadStage
+    from tasks.people import PeopleStage
+    from tasks.shots import ShotsStage
+    from tasks.write import WriteStage
+
+    stages: dict[str, Any] = {
+        "download": DownloadStage(root=cfg.root, timeout_s=cfg.download_timeout_s),
+        "shots": ShotsStage(detector=cfg.detector, threshold=cfg.threshold, min_shot_s=cfg.min_shot_s),
+        "people": PeopleStage(
+            weights=cfg.yolo_weights,
+            conf=cfg.person_conf,
+            imgsz=cfg.track_imgsz,
+            min_people=cfg.min_people,
+            max_people=cfg.max_people,
+            presence_frac=cfg.presence_frac,
+            min_box_frac=cfg.min_box_frac,
+            max_camera_motion=cfg.max_camera_motion,
+        ),
+        "clip": ClipStage(root=cfg.root, fps=cfg.clip_fps, audio_rate=cfg.audio_rate, crf=cfg.crf),
+    }
+    if cfg.annotate:
+        from tasks.align import AlignStage
+        from tasks.faces import FacesStage
+        from tasks.pose import PoseStage
+        from tasks.speaking import SpeakingStage
+
+        stages["pose"] = PoseStage(backend=cfg.pose_backend, model=cfg.pose_model, config=cfg.pose_config)
+        stages["faces"] = FacesStage(weights=cfg.yunet_weights)
+        stages["speaking"] = SpeakingStage(talkset_weights=cfg.asd_talkset_weights, ava_weights=cfg.asd_ava_weights)
+        stages["align"] = AlignStage()
+    stages["write"] = WriteStage(root=cfg.root, run_id=run_id)
+    return stages
+
+
+@dataclass
+class RunState:
+    """Counters shared by the flow's threads (guarded by ``lock``)."""
+
+    cfg: CollectConfig
+    root: DatasetRoot
+    run_id: str
+    pools: dict[str, StagePool]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sources: int = 0
+    sources_done: int = 0
+    sources_skipped: int = 0
+    shots: int = 0
+    clips_kept: int = 0
+    clips_resumed: int = 0
+    failures: int = 0
+    per_source: list = field(default_factory=list)
+
+    def add(self, **kw: int) -> None:
+        with self.lock:
+            for k, v in kw.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    def progress(self, msg: str) -> None:
+        with self.lock:
+            line = (
+                f"[collect] sources {self.sources_done}/{self.sources} | shots {self.shots} | "
+                f"clips {self.clips_kept} | failures {self.failures} | {msg}"
+            )
+        print(line, file=sys.stderr, flush=True)
+
+
+def _fail(state: RunState, source_id: str, stage: str, item: str, error: str) -> None:
+    state.root.write_failure(source_id, stage, item, error, state.run_id)
+    state.add(failures=1)
+    state.progress(f"FAILED {stage} on {item}: {error}")
+
+
+def _source_complete(root: DatasetRoot, source_id: str) -> bool:
+    """A source is done when its shots table is committed and every clip it lists is committed."""
+    if not root.shots_committed(source_id):
+        return False
+    import pyarrow.parquet as pq
+
+    shots = pq.read_table(root.shard_path("shots", source_id, "shots"), columns=["kept", "reason", "clip_id"]).to_pylist()
+    committed = root.committed_clip_ids(source_id)
+    for s in shots:
+        if s["reason"].startswith("error:"):
+            return False
+        if s["clip_id"] and s["clip_id"] not in committed:
+            return False
+    return True
+
+
+def _process_shot(state: RunState, video: VideoTask, shot: ShotRecord) -> ShotRecord:
+    """people -> clip -> annotation stages -> write, for one shot. Returns the updated record."""
+    cfg, pools = state.cfg, state.pools
+    clip_id = clip_id_for(video.source_id, shot.shot_idx)
+    if not shot.reason and state.root.clip_committed(video.source_id, clip_id):
+        import pyarrow.parquet as pq
+
+        row = pq.read_table(state.root.shard_path("clips", video.source_id, clip_id)).to_pylist()[0]
+        state.add(clips_resumed=1, clips_kept=1)
+        return replace(shot, kept=True, reason="", num_people=row["num_people"], camera_motion=row["camera_motion"])
+    if shot.reason:  # too_short: decided by the shots stage
+        return shot
+    item = ClipTask(video=video, shot=shot, clip_id=clip_id, clip_fps=cfg.clip_fps)
+    stage = "people"
+    try:
+        item = pools["people"].run(item)
+        if not item.shot.kept:
+            return item.shot
+        for stage in ("clip", *[s for s in ANNOTATION_STAGES if s in pools]):
+            item = pools[stage].run(item)
+        stage = "write"
+        pools["write"].run(item)
+    except StageError as exc:
+        _fail(state, video.source_id, stage, clip_id, exc.reason)
+        return replace(item.shot if isinstance(item, ClipTask) else shot, kept=False, reason=f"error:{stage}")
+    state.add(clips_kept=1)
+    state.progress(f"clip {clip_id} written ({len(item.tracks)} people)")
+    return item.shot
+
+
+@task(name="download", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=1))
+def download_task(pool: StagePool, video: VideoTask) -> VideoTask:
+    """Fetch (URL) or link (path) one source and probe it; Prefect retries with backoff."""
+    return pool.run(video)
+
+
+@task(name="source", cache_policy=NO_CACHE, task_run_name="source:{source_id}")
+def process_source(state: RunState, source: str, source_id: str) -> dict:
+    """All stages for one source; returns its summary row. Never raises for bad input."""
+    t0 = time.perf_counter()
+    root = state.root
+    summary = {"source": source, "source_id": source_id, "shots": 0, "clips": 0, "failures": 0, "status": "ok"}
+    if _source_complete(root, source_id):
+        state.add(sources_skipped=1, sources_done=1)
+        summary["status"] = "already complete"
+        state.progress(f"{source_id}: already complete, skipped")
+        return summary
+    root.clear_failures(source_id)
+    video = VideoTask(source=source, source_id=source_id)
+    is_url = source.startswith(("http://", "https://"))
+    try:
+        # URLs are retried with backoff (network); a local file that fails will fail again.
+        dl = download_task.with_options(retries=state.cfg.download_retries if is_url else 0)
+        video = dl(state.pools["download"], video)
+    except StageError as exc:
+        _fail(state, source_id, "download", source, exc.reason)
+        state.add(sources_done=1)
+        summary.update(status="failed: download", failures=1)
+        return summary
+    try:
+        shots: list[ShotRecord] = state.pools["shots"].run(video)
+    except StageError as exc:
+        _fail(state, source_id, "shots", source, exc.reason)
+        state.add(sources_done=1)
+        summary.update(status="failed: shots", failures=1)
+        return summary
+    state.add(shots=len(shots))
+    state.progress(f"{source_id}: {len(shots)} shots")
+    with ThreadPoolExecutor(max_workers=max(1, state.cfg.max_shots_in_flight), thread_name_prefix=f"shots-{source_id}") as ex:
+        done = list(ex.map(lambda s: _process_shot(state, video, s), shots))
+    rows = []
+    for s in done:
+        clip_id = clip_id_for(source_id, s.shot_idx) if s.kept else None
+        rows.append(
+            {
+                "shot_idx": s.shot_idx,
+                "start_frame": s.start_frame,
+                "end_frame": s.end_frame,
+                "start_s": s.start_s,
+                "end_s": s.end_s,
+                "kept": bool(s.kept),
+                "reason": s.reason,
+                "num_people": s.num_people,
+                "camera_motion": s.camera_motion,
+                "clip_id": clip_id,
+                "run_id": state.run_id,
+            }
+        )
+    root.write_shard("shots", source_id, "shots", rows, {"run_id": state.run_id, "source": source})
+    state.add(sources_done=1)
+    summary.update(
+        shots=len(rows),
+        clips=sum(r["kept"] for r in rows),
+        failures=sum(r["reason"].startswith("error:") for r in rows),
+        seconds=round(time.perf_counter() - t0, 2),
+    )
+    state.progress(f"{source_id}: done ({summary['clips']} clips)")
+    return summary
+
+
+def read_sources(sources: list[str] | None = None, sources_file: str | None = None) -> list[str]:
+    """Sources from arguments and/or a file (one per line; ``#`` comments and blanks ignored).
+    Local paths are made absolute; duplicates are dropped keeping order."""
+    out: list[str] = []
+    for s in list(sources or []):
+        out.append(s)
+    if sources_file:
+        for line in Path(sources_file).read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                out.append(line)
+    norm = []
+    for s in out:
+        if not s.startswith(("http://", "https://")):
+            s = str(Path(s).expanduser().resolve())
+        if s not in norm:
+            norm.append(s)
+    return norm
+
+
+def _local_cpus_needed(stages: dict[str, Any], cfg: CollectConfig) -> int:
+    need = sum(st.resources.cpus * cfg.concurrency.get(name, 1) for name, st in stages.items())
+    return max(os.cpu_count() or 1, int(need + 0.999))
+
+
+@flow(name="collect", log_prints=True)
+def collect(
+    sources: list[str] | None = None,
+    root: str = "dataset",
+    sources_file: str | None = None,
+    config: dict | None = None,
+    ray_address: str | None = None,
+    run_id: str | None = None,
+) -> dict:
+    """Build or extend a dataset root from sources (URLs or local paths).
+
+    Returns the run summary: ``{"run_id", "sources", "shots", "clips_kept", "clips_resumed",
+    "failures", "seconds", "stage_seconds", "nodes", "per_source"}``; also written to
+    ``root/_runs/<run_id>.json`` and a Prefect table artifact.
+    """
+    import ray
+
+    cfg = CollectConfig.from_dict({**(config or {}), "root": root})
+    if ray_address:
+        cfg.ray_address = ray_address
+    srcs = read_sources(sources, sources_file)
+    run_id = run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    droot = DatasetRoot(cfg.root)
+    droot.make_dirs()
+    cfg.root = str(droot.root)
+    stray = droot.remove_stray_tmp()
+    stages = build_stages(cfg, run_id)
+    t0 = time.perf_counter()
+    ray_info = init_ray(cfg.ray_address, num_cpus=cfg.ray_num_cpus or _local_cpus_needed(stages, cfg))
+    pools = {
+        name: StagePool(st, cfg.concurrency.get(name, 1), use_gpus=cfg.use_gpus, max_task_retries=cfg.max_task_retries)
+        for name, st in stages.items()
+    }
+    state = RunState(cfg=cfg, root=droot, run_id=run_id, pools=pools, sources=len(srcs))
+    state.progress(f"run {run_id}: {len(srcs)} sources, ray {ray_info}, removed {stray} stray temp files")
+    try:
+        pending = []
+        results = []
+        for src in srcs:
+            while len(pending) >= max(1, cfg.max_sources_in_flight):
+                still = []
+                for f in pending:
+                    if f.state.is_final():
+                        results.append(f.result())
+                    else:
+                        still.append(f)
+                pending = still
+                if len(pending) >= cfg.max_sources_in_flight:
+                    time.sleep(0.2)
+            pending.append(process_source.submit(state, src, source_id_for(src)))
+        for f in pending:
+            results.append(f.result())
+        stage_stats = {
+            name: {
+                "items": p.stats.items,
+                "failures": p.stats.failures,
+                "seconds": round(p.stats.seconds, 2),
+                "nodes": sorted(p.stats.nodes),
+                "actors": len(p.actors),
+                "gpus_per_actor": p.num_gpus,
+            }
+            for name, p in pools.items()
+        }
+    finally:
+        for p in pools.values():
+            p.shutdown()
+        if ray_info["started"]:
+            ray.shutdown()
+    failures_total = 0
+    try:
+        from storage.catalog import connect
+
+        failures_total = connect(cfg.root).execute("SELECT count(*) FROM failures").fetchone()[0]
+    except Exception:
+        pass
+    summary = {
+        "run_id": run_id,
+        "root": cfg.root,
+        "sources": len(srcs),
+        "sources_skipped": state.sources_skipped,
+        "shots": state.shots,
+        "clips_kept": state.clips_kept,
+        "clips_resumed": state.clips_resumed,
+        "failures": state.failures,
+        "failures_in_root": failures_total,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "stage_seconds": {k: v["seconds"] for k, v in stage_stats.items()},
+        "stages": stage_stats,
+        "nodes": sorted({n for v in stage_stats.values() for n in v["nodes"]}),
+        "ray": ray_info,
+        "per_source": results,
+        "config": cfg.to_dict(),
+    }
+    droot.write_run(run_id, summary)
+    _artifact(summary)
+    print(format_summary(summary), flush=True)
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    lines = [
+        f"collect {s['run_id']}: {s['sources']} sources ({s['sources_skipped']} already complete), "
+        f"{s['shots']} shots, {s['clips_kept']} clips kept ({s['clips_resumed']} from earlier runs), "
+        f"{s['failures']} failures, {s['seconds']:.1f} s",
+        "  seconds per stage (compute inside actors): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in s["stage_seconds"].items()),
+        f"  root: {s['root']}",
+    ]
+    return "\n".join(lines)
+
+
+def _artifact(summary: dict) -> None:
+    try:
+        from prefect.artifacts import create_table_artifact
+
+        rows = [
+            {
+                "source": r.get("source_id"),
+                "status": r.get("status"),
+                "shots": r.get("shots"),
+                "clips kept": r.get("clips"),
+                "failures": r.get("failures"),
+                "seconds": r.get("seconds"),
+            }
+            for r in summary["per_source"]
+        ]
+        rows += [
+            {"source": f"stage:{k}", "status": "", "shots": "", "clips kept": "", "failures": "", "seconds": v}
+            for k, v in summary["stage_seconds"].items()
+        ]
+        create_table_artifact(key="collect-summary", table=rows, description=format_summary(summary))
+    except Exception as exc:  # artifacts are a convenience; never fail the run for them
+        log.warning("could not create the Prefect artifact: %s", exc)
