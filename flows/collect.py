@@ -65,7 +65,7 @@ def build_stages(cfg: CollectConfig, run_id: str) -> dict[str, Any]:
             max_people=cfg.max_people,
             presence_frac=cfg.presence_frac,
             min_box_frac=cfg.min_box_frac,
-            max_camera_motion=cfg.max_camera_motion,
+            **({"max_camera_motion": cfg.max_camera_motion} if cfg.max_camera_motion is not None else {}),
         ),
         "clip": ClipStage(root=cfg.root, fps=cfg.clip_fps, audio_rate=cfg.audio_rate, crf=cfg.crf),
     }

@@ -160,6 +160,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         else:
             ray.init(
+                address="local",  # always a new local instance, never a stray cluster on this host
                 num_cpus=num_cpus,
                 include_dashboard=False,
                 _node_ip_address="127.0.0.1",

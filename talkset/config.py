@@ -36,7 +36,7 @@ class CollectConfig:
     max_people: int = 4
     presence_frac: float = 0.5  # a track counts as present if in >= this share of the shot's frames
     min_box_frac: float = 0.02  # ignore tracks whose median box is < this share of the frame area
-    max_camera_motion: float = 0.004  # see tasks.people.camera_motion (frame diagonals per frame)
+    max_camera_motion: float | None = None  # None: tasks.people.PeopleStage default (see its docstring)
     # clip
     clip_fps: float = 25.0
     audio_rate: int = 16000
