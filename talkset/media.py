@@ -109,7 +109,8 @@ def iter_frames(
     """Decode frames of ``path`` between ``start_s`` and ``end_s`` (seconds).
 
     With ``fps`` set, yields one frame per output tick ``k`` at time ``start_s + k / fps``: the
-    last decoded frame whose timestamp is <= that time (what ffmpeg's ``fps`` filter keeps).
+    last decoded frame whose timestamp is <= that time + half a tick, never one at or after
+    ``end_s`` (the clip stage encodes exactly these frames, so clip frame k == tick k).
     Without it, every decoded frame is yielded with ``k`` its index from ``start_s``.
 
     Yields ``(k, time_s, image)`` with ``image`` an HxWx3 uint8 array (BGR by default), resized
@@ -145,8 +146,9 @@ def iter_frames(
                 k += 1
             return
 
-        # Rate conversion as ffmpeg's fps filter (round=near): tick k shows the last frame
-        # whose time is <= start_s + k/fps + 0.5/fps.
+        # Rate conversion close to ffmpeg's fps filter (round=near): tick k shows the last frame
+        # whose time is <= start_s + k/fps + 0.5/fps (an exact tie picks the earlier frame, where
+        # ffmpeg picks the later one), and never a frame at or after end_s.
         half = 0.5 / fps
         prev_frame = None
         last_t = None
@@ -154,6 +156,8 @@ def iter_frames(
             if frame.pts is None:
                 continue
             t = float(frame.pts * v.time_base)
+            if end_s is not None and t >= end_s - eps and prev_frame is not None:
+                break  # never show a frame from after the segment (e.g. the next shot)
             while prev_frame is not None:
                 tick = start_s + k / fps
                 if end_s is not None and tick >= end_s - eps:
@@ -174,13 +178,13 @@ def iter_frames(
 
 def read_audio(path: str | Path, rate: int = 16000, start_s: float = 0.0, end_s: float | None = None) -> np.ndarray:
     """Decode mono float32 audio in [-1, 1] at ``rate`` Hz with ffmpeg. Empty if no audio."""
-    args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin"]
-    if start_s > 0:
-        args += ["-ss", f"{start_s:.6f}"]
-    args += ["-i", str(path)]
-    if end_s is not None:
-        args += ["-t", f"{max(0.0, end_s - start_s):.6f}"]
-    args += ["-vn", "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"]
+    # Trim after decoding (atrim on the source's timestamps): input seeking is off by ~10 ms on
+    # some containers (AVI + AC-3).
+    args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-vn"]
+    if start_s > 0 or end_s is not None:
+        trim = f"atrim=start={start_s:.6f}" + (f":end={end_s:.6f}" if end_s is not None else "")
+        args += ["-af", f"{trim},asetpts=PTS-STARTPTS"]
+    args += ["-ac", "1", "-ar", str(rate), "-f", "f32le", "-"]
     proc = subprocess.run(args, capture_output=True)
     if proc.returncode != 0:
         raise MediaError(f"{path}: audio decode failed: {proc.stderr.decode(errors='replace')[-500:]}")

@@ -16,7 +16,7 @@ import pytest
 from storage.catalog import connect
 from talkset.media import run_ffmpeg
 
-from .conftest import REPO, clip
+from conftest import REPO, clip
 
 FAST = {"annotate": False}
 
