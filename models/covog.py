@@ -27,6 +27,13 @@ Training stages (paper; AnimateAnyone): stage 1 trains ReferenceNet, the denoisi
 motion modules and the pose guider + pose adaptor on frames as independent images (motion modules
 bypassed, IAD off); stage 2 trains the motion modules and the IAD (+ audio projection) with
 everything else frozen.
+
+Simplifications against Moore-AnimateAnyone's training recipe (documented, not hidden): no
+classifier-free guidance at sampling and no reference dropout (``uncond_ratio``) in training,
+no noise offset / min-SNR weighting, epsilon prediction without zero-terminal-SNR rescaling
+(the issue asks for noise-prediction MSE; ``scheduler.prediction_type: v_prediction`` is
+supported), no gradient checkpointing. Motion-module weights load from a diffusers
+``MotionAdapter`` folder; an original AnimateDiff ``.ckpt`` must be converted first.
 """
 
 from __future__ import annotations

@@ -230,3 +230,30 @@ def test_paper_config_full_size_on_meta_one_forward():
     lat = model.encode(batch["ref_image"])
     assert lat.shape == (1, 4, 80, 48)
     assert model.decode(lat).shape == (1, 3, 640, 384)
+
+
+def test_diffusers_folders_load_into_both_unets(tiny_cfg, tmp_path):
+    """SD-1.5-style UNet folder -> ReferenceNet + denoising UNet spatial layers; MotionAdapter
+    folder -> motion modules (tiny sizes, saved with diffusers' own save_pretrained)."""
+    from diffusers import MotionAdapter, UNet2DConditionModel
+
+    from models.denoising_unet import unet2d_kwargs
+
+    torch.manual_seed(1)
+    unet = UNet2DConditionModel(**unet2d_kwargs(tiny_cfg))
+    unet.save_pretrained(tmp_path / "unet")
+    adapter = MotionAdapter(
+        block_out_channels=tuple(tiny_cfg.unet.block_out_channels), motion_layers_per_block=tiny_cfg.unet.layers_per_block,
+        motion_num_attention_heads=tiny_cfg.motion.num_attention_heads,
+        motion_norm_num_groups=tiny_cfg.unet.norm_num_groups, motion_max_seq_length=tiny_cfg.motion.max_seq_length,
+        use_motion_mid_block=True)
+    adapter.save_pretrained(tmp_path / "mm")
+    model = CovOG.from_config("tiny", weights={"unet": str(tmp_path / "unet"), "motion_module": str(tmp_path / "mm")})
+    ref, den = model.reference_net.unet.state_dict(), model.denoising_unet.unet.state_dict()
+    assert set(den) == set(unet.state_dict()) | set(adapter.state_dict())
+    for k, v in unet.state_dict().items():
+        assert torch.equal(ref[k], v) and torch.equal(den[k], v), k
+    for k, v in adapter.state_dict().items():
+        assert torch.equal(den[k], v), k
+    assert model.denoising_unet.motion_modules[0].proj_out.weight.abs().sum() > 0  # loaded, not zero-init
+    assert torch.isfinite(model.training_loss(make_batch(tiny_cfg), 2))
