@@ -180,8 +180,9 @@ def process_source(state: RunState, source: str, source_id: str) -> dict:
     root = state.root
     summary = {"source": source, "source_id": source_id, "shots": 0, "clips": 0, "failures": 0, "status": "ok"}
     if _source_complete(root, source_id):
-        state.add(sources_skipped=1, sources_done=1)
-        summary["status"] = "already complete"
+        n = len(root.committed_clip_ids(source_id))
+        state.add(sources_skipped=1, sources_done=1, clips_kept=n, clips_resumed=n)
+        summary.update(status="already complete", clips=n)
         state.progress(f"{source_id}: already complete, skipped")
         return summary
     root.clear_failures(source_id)

@@ -39,3 +39,15 @@ def weights_dir() -> Path:
 @pytest.fixture(scope="session")
 def blackjournal() -> Path:
     return clip("dvscripts_blackjournal.mp4")
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real, temporary Prefect API server (SQLite) for tests that run flows in-process.
+
+    Stopped in teardown, while pytest still owns stdout (the implicit ephemeral server would be
+    stopped at interpreter exit instead)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -19,6 +19,7 @@ from talkset.media import run_ffmpeg
 from conftest import REPO, clip
 
 FAST = {"annotate": False}
+pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 def _sql(root, q):
@@ -88,7 +89,6 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    subprocess.run(["ray", "stop", "--force"], capture_output=True)
     first = sorted(p.name for p in (root / "tables" / "clips").rglob("*.parquet"))
     assert len(first) == 1
     mtime = next((root / "tables" / "clips").rglob("*.parquet")).stat().st_mtime
