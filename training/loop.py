@@ -1,0 +1,423 @@
+"""Train CovOG with Ray Train (``TorchTrainer``): stage 1 then stage 2, checkpoints, resume.
+
+The MIT paper (Sec. 4 / 5) trains CovOG in two stages: stage 1 trains ReferenceNet, the denoising
+UNet, the pose guider and the pose adaptor; stage 2 trains only the motion modules and the
+Interactive Audio Driver; AdamW, lr 1e-5, batch 4 on 4 GPUs, 30k steps each. Here both stages run
+in ONE training loop: global steps ``0 .. stage1_steps-1`` are stage 1 and the next
+``stage2_steps`` are stage 2. At the switch the optimiser is rebuilt over
+``model.trainable_parameters(2)`` (AdamW state starts fresh, as a separate stage-2 run would) and
+every other parameter is frozen.
+
+Distributed: ``ray.train.torch.prepare_model`` wraps a small module whose ``forward`` is
+``CovOG.training_loss`` in DDP (gloo on CPU, NCCL on GPUs); each worker draws its own samples
+(generator seeded by ``(seed, rank, step)``, so a resumed run sees the same data it would have).
+The logged loss of a step is the mean over workers (``all_reduce``).
+
+Checkpoints (every ``checkpoint_every`` steps, at the stage switch and at the end): rank 0
+writes ``model.pt`` (CovOG ``state_dict``), ``optimizer.pt`` and ``meta.json`` (step, stage,
+loss history, config name, ablation flags) to a temporary folder and reports it with
+``ray.train.report(metrics, checkpoint=Checkpoint.from_directory(...))``. Metrics: every step's
+``[step, stage, loss]`` is reported; reports go out every ``report_every`` steps (and with each
+checkpoint) as ``{"step", "stage", "loss", "losses": [[step, stage, loss], ...]}`` because one
+Ray Train V2 ``report`` costs ~1.5 s here (a barrier across workers through the controller)
+against ~0.4 s for a tiny training step.
+
+Resume: a run is ``RunConfig(storage_path=run_dir, name=name)``. Starting the same run again
+(after a crash or a kill) makes Ray Train V2 restore its checkpoint list from storage;
+``ray.train.get_checkpoint()`` in each worker then returns the latest checkpoint, which is loaded
+with ``torch.load(..., weights_only=True)`` and training continues at the saved step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("talkset.training")
+
+PAPER_LR = 1e-5
+TINY_LR = 1e-3
+
+
+@dataclass
+class TrainOptions:
+    """Options of a CovOG training run (all plain values; they travel to the Ray workers).
+
+    ``lr`` None -> 1e-5 (paper) for the ``paper`` config, 1e-3 for any other (the tiny model
+    learns nothing visible at 1e-5 in a few hundred steps). ``batch_size`` is per worker.
+    ``name`` None -> ``covog-<config>[-no-mpe][-no-iad]``. ``stop_after`` ends this process's run
+    after that many steps (a scheduled interruption; the next run resumes).
+    """
+
+    root: str
+    config: str = "tiny"
+    stage1_steps: int = 100
+    stage2_steps: int = 100
+    batch_size: int = 1
+    lr: float | None = None
+    weight_decay: float = 1e-2
+    grad_clip: float = 1.0
+    checkpoint_every: int = 25
+    report_every: int = 10
+    num_workers: int = 2
+    use_gpu: bool = False
+    use_mpe: bool = True
+    use_iad: bool = True
+    weights: dict[str, str] | None = None  # CovOG.from_config weights: {"vae": path, "unet": path, ...}
+    audio_model: str | None = None
+    seed: int = 0
+    split_seed: int = 0
+    run_dir: str = "runs"
+    name: str | None = None
+    threads_per_worker: int = 1
+    keep_checkpoints: int = 3
+    stop_after: int | None = None
+
+    @property
+    def run_name(self) -> str:
+        return self.name or ("covog-" + self.config_name + ("-no-mpe" if not self.use_mpe else "") + ("-no-iad" if not self.use_iad else ""))
+
+    @property
+    def config_name(self) -> str:
+        return Path(self.config).stem if self.config.endswith((".yaml", ".yml")) else self.config
+
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return float(self.lr)
+        return PAPER_LR if self.config_name == "paper" else TINY_LR
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.stage1_steps) + int(self.stage2_steps)
+
+
+def ablation_name(use_mpe: bool, use_iad: bool) -> str:
+    parts = [p for p, on in (("no-mpe", use_mpe), ("no-iad", use_iad)) if not on]
+    return ",".join(parts) or "full"
+
+
+# -- checkpoint files ------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: str | os.PathLike, model, optimizer, meta: dict) -> None:
+    """Write ``model.pt``, ``optimizer.pt`` and ``meta.json`` into ``path``."""
+    import torch
+
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), p / "model.pt")
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), p / "optimizer.pt")
+    (p / "meta.json").write_text(json.dumps(meta))
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    return json.loads((Path(path) / "meta.json").read_text())
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint folder (with ``model.pt`` + ``meta.json``) or the latest one (highest step)
+    under a run folder. Raises ``FileNotFoundError`` naming the path."""
+    p = Path(path).expanduser().resolve()
+    if (p / "model.pt").is_file() and (p / "meta.json").is_file():
+        return p
+    cands = [m.parent for m in p.rglob("meta.json") if (m.parent / "model.pt").is_file()] if p.is_dir() else []
+    if not cands:
+        raise FileNotFoundError(f"no CovOG checkpoint (model.pt + meta.json) at or under {p}")
+    return max(cands, key=lambda c: (read_meta(c).get("step", -1), c.stat().st_mtime))
+
+
+def load_model(checkpoint: str | os.PathLike, use_mpe: bool | None = None, use_iad: bool | None = None, device: str = "cpu"):
+    """``(model, meta)``: CovOG rebuilt from a checkpoint's ``meta.json`` and loaded with
+    ``torch.load(..., weights_only=True)``. ``use_mpe`` / ``use_iad`` None -> as trained; a value
+    that differs from the checkpoint raises ``ValueError`` (an ablation is its own training run)."""
+    import torch
+    from models.covog import CovOG
+
+    ck = find_checkpoint(checkpoint)
+    meta = read_meta(ck)
+    for key, val in (("use_mpe", use_mpe), ("use_iad", use_iad)):
+        if val is not None and bool(val) != bool(meta.get(key, True)):
+            raise ValueError(
+                f"checkpoint {ck} was trained with {key}={meta.get(key)}; evaluate an ablation with a "
+                f"checkpoint trained with {key}={val} (talkset train --{key.replace('use_', 'no-')})"
+            )
+    model = CovOG.from_config(meta["config"], weights=None, use_mpe=meta.get("use_mpe", True), use_iad=meta.get("use_iad", True))
+    state = torch.load(ck / "model.pt", map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval(), {**meta, "path": str(ck)}
+
+
+# -- the per-worker loop ---------------------------------------------------------------------------
+
+
+def _set_stage(model, stage: int):
+    params = model.trainable_parameters(stage)
+    ids = {id(p) for p in params}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in ids)
+    return params
+
+
+def train_loop_per_worker(config: dict) -> dict:
+    """Ray Train worker function. ``config = {"options": asdict(TrainOptions)}``.
+
+    Returns (rank 0's value is ``Result.return_value``) ``{"step", "resumed_from", "history",
+    "seconds_per_step"}`` with ``history`` rows ``[step, stage, mean loss]`` of the whole run
+    (carried in checkpoints, so it spans interruptions).
+    """
+    import numpy as np
+    import torch
+
+    from talkset import env
+
+    opts = TrainOptions(**config["options"])
+    env.configure(threads=opts.threads_per_worker)
+    torch.set_num_threads(opts.threads_per_worker)
+
+    import ray.train
+    import ray.train.torch
+    from ray.train import Checkpoint
+
+    from models.covog import CovOG
+    from training.dataset import TalkingClipDataset, collate, model_batch, spec_from_config
+    from training.splits import clips_in
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(opts.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+    core = CovOG.from_config(opts.config, weights=opts.weights, use_mpe=opts.use_mpe, use_iad=opts.use_iad)
+    spec = spec_from_config(core.cfg)
+    train_ids = clips_in(opts.root, "train", make=False)
+    if not train_ids:
+        raise ValueError(f"{opts.root}: the split has no training clips")
+    data = TalkingClipDataset(opts.root, spec, train_ids, audio_model=opts.audio_model, seed=opts.seed)
+
+    step, history, opt_state, opt_stage = 0, [], None, None
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            meta = read_meta(d)
+            core.load_state_dict(torch.load(Path(d) / "model.pt", map_location="cpu", weights_only=True))
+            if (Path(d) / "optimizer.pt").is_file():
+                opt_state = torch.load(Path(d) / "optimizer.pt", map_location="cpu", weights_only=True)
+                opt_stage = int(meta["stage"])  # the optimiser of the stage running when saved
+            step, history = int(meta["step"]), list(meta.get("history", []))
+    resumed_from = step
+    core.to(device)
+
+    class _Loss(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, batch: dict, stage: int, generator=None):
+            return self.m.training_loss(batch, stage=stage, generator=generator)
+
+    total = opts.total_steps
+    stop_at = total if opts.stop_after is None else min(total, resumed_from + int(opts.stop_after))
+    cur_stage, ddp, optim = None, None, None
+    t_start = time.perf_counter()
+    t_compute = t_report = 0.0
+    last_report = step
+
+    def checkpoint_now(stage: int, metrics: dict) -> None:
+        meta = {
+            "step": step,
+            "stage": stage,
+            "history": history,
+            "config": opts.config,
+            "use_mpe": opts.use_mpe,
+            "use_iad": opts.use_iad,
+            "audio_model": opts.audio_model,
+            "seed": opts.seed,
+            "options": asdict(opts),
+            "world_size": world,
+            "time": time.time(),
+        }
+        if rank == 0:
+            with tempfile.TemporaryDirectory(prefix="covog-ckpt-") as tmp:
+                save_checkpoint(tmp, core, optim, meta)
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)
+
+    while step < stop_at:
+        stage = 1 if step < opts.stage1_steps else 2
+        if stage != cur_stage:
+            ddp = None
+            params = _set_stage(core, stage)
+            kwargs = {"find_unused_parameters": True} if world > 1 else {}
+            ddp = ray.train.torch.prepare_model(_Loss(core), move_to_device=True, parallel_strategy_kwargs=kwargs)
+            optim = torch.optim.AdamW(params, lr=opts.learning_rate(), weight_decay=opts.weight_decay)
+            if opt_state is not None and opt_stage == stage:
+                optim.load_state_dict(opt_state)
+            opt_state = None
+            cur_stage = stage
+        t_step = time.perf_counter()
+        rng = np.random.default_rng([opts.seed, rank, step])
+        batch = collate([data.sample(rng) for _ in range(opts.batch_size)])
+        batch = {k: v.to(device) for k, v in model_batch(batch).items()}
+        gen = torch.Generator(device=device).manual_seed(int(rng.integers(0, 2**62)))
+        loss = ddp(batch, stage, gen)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        if opts.grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for p in core.parameters() if p.requires_grad], opts.grad_clip)
+        optim.step()
+        step += 1
+        lv = loss.detach().float().reshape(1).cpu()
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(lv)
+            lv /= world
+        loss_value = float(lv)
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"loss is {loss_value} at step {step} (stage {stage})")
+        t_compute += time.perf_counter() - t_step
+        history.append([step, stage, round(loss_value, 6)])
+        t_rep = time.perf_counter()
+        is_ckpt = step % opts.checkpoint_every == 0 or step == opts.stage1_steps or step == stop_at
+        if is_ckpt or step - last_report >= opts.report_every:
+            # every step's loss is reported: the steps since the last report ride along in "losses"
+            metrics = {"step": step, "stage": stage, "loss": loss_value, "losses": history[-(step - last_report):]}
+            if is_ckpt:
+                checkpoint_now(stage, metrics)
+            else:
+                ray.train.report(metrics)
+            last_report = step
+        t_report += time.perf_counter() - t_rep
+    n_run = max(1, step - resumed_from)
+    return {
+        "step": step,
+        "resumed_from": resumed_from,
+        "history": history,
+        "seconds_per_step": (time.perf_counter() - t_start) / n_run,
+        "compute_seconds_per_step": t_compute / n_run,
+        "report_seconds_per_step": t_report / n_run,
+    }
+
+
+# -- the driver ------------------------------------------------------------------------------------
+
+
+def run_training(opts: TrainOptions, ray_address: str | None = None, resume: bool = True) -> dict:
+    """Launch (or resume) a Ray Train run; blocks until it ends.
+
+    ``resume=False`` starts a fresh run under a new name (``<name>-<UTC time>``) instead of
+    continuing the folder ``run_dir/name``. Returns a summary: ``{"run", "run_path",
+    "checkpoint", "steps", "resumed_from", "loss_first", "loss_last", "loss_first_mean",
+    "loss_last_mean", "history", "seconds", "seconds_per_step", "num_workers", "use_gpu", "lr",
+    "ablation"}``. Raises ``RuntimeError`` when training failed (the worker's error inside).
+    """
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from training.splits import clips_in, splits_path, make_splits
+
+    root = str(Path(opts.root).expanduser().resolve())
+    opts.root = root
+    if not splits_path(root).is_file():
+        make_splits(root, seed=opts.split_seed)
+    if not clips_in(root, "train", make=False):
+        raise ValueError(f"{root}: no training clips in the split (collect more sources)")
+    run_dir = Path(opts.run_dir).expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    opts.run_dir = str(run_dir)
+    if not resume:
+        opts.name = f"{opts.run_name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+    name = opts.run_name
+    ray_info = start_ray(ray_address, num_cpus=max(2, opts.num_workers * opts.threads_per_worker))
+    t0 = time.perf_counter()
+    try:
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"options": asdict(opts)},
+            scaling_config=ScalingConfig(
+                num_workers=opts.num_workers,
+                use_gpu=opts.use_gpu,
+                resources_per_worker={"CPU": opts.threads_per_worker, **({"GPU": 1} if opts.use_gpu else {})},
+            ),
+            run_config=RunConfig(
+                name=name,
+                storage_path=str(run_dir),
+                checkpoint_config=CheckpointConfig(num_to_keep=opts.keep_checkpoints),
+                failure_config=FailureConfig(max_failures=0),
+            ),
+        )
+        result = trainer.fit()
+    finally:
+        if ray_info["started"]:
+            ray.shutdown()
+    if result.error is not None:
+        raise RuntimeError(f"training run {name} failed: {result.error}") from result.error
+    ret = result.return_value or {}
+    hist = ret.get("history") or []
+    losses = [h[2] for h in hist]
+    k = max(1, min(20, len(losses) // 5))
+    return {
+        "run": name,
+        "run_path": str(run_dir / name),
+        "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        "steps": ret.get("step"),
+        "total_steps": opts.total_steps,
+        "resumed_from": ret.get("resumed_from"),
+        "loss_first": losses[0] if losses else None,
+        "loss_last": losses[-1] if losses else None,
+        "loss_first_mean": float(sum(losses[:k]) / k) if losses else None,
+        "loss_last_mean": float(sum(losses[-k:]) / k) if losses else None,
+        "stage1_last_mean": _mean_tail([h[2] for h in hist if h[1] == 1], k),
+        "stage2_last_mean": _mean_tail([h[2] for h in hist if h[1] == 2], k),
+        "history": hist,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "seconds_per_step": ret.get("seconds_per_step"),
+        "compute_seconds_per_step": ret.get("compute_seconds_per_step"),
+        "report_seconds_per_step": ret.get("report_seconds_per_step"),
+        "num_workers": opts.num_workers,
+        "use_gpu": opts.use_gpu,
+        "lr": opts.learning_rate(),
+        "ablation": ablation_name(opts.use_mpe, opts.use_iad),
+        "ray": ray_info,
+    }
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> dict:
+    """Connect to ``address`` / ``$RAY_ADDRESS`` (:func:`flows.runner.init_ray`), else start a
+    private local Ray on 127.0.0.1 (``address="local"``: never attach to another user's
+    ``ray start`` cluster found in /tmp/ray). Same return value as ``init_ray``."""
+    import ray
+
+    from flows.runner import init_ray
+    from talkset import env
+
+    if ray.is_initialized() or address or os.environ.get("RAY_ADDRESS"):
+        return init_ray(address, num_cpus=None if (address or os.environ.get("RAY_ADDRESS")) else num_cpus)
+    env.configure(threads=None)
+    env_vars = {k: os.environ[k] for k in env.OFFLINE_ENV if k in os.environ}
+    for k in ("TALKSET_WEIGHTS", "YOLO_CONFIG_DIR", "PYTHONPATH", "OMP_NUM_THREADS"):
+        if k in os.environ:
+            env_vars[k] = os.environ[k]
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        runtime_env={"env_vars": env_vars},
+        log_to_driver=os.environ.get("TALKSET_RAY_LOGS", "0") == "1",
+    )
+    res = ray.cluster_resources()
+    return {"address": "local", "nodes": 1, "cpus": res.get("CPU", 0), "gpus": res.get("GPU", 0), "started": True}
+
+
+def _mean_tail(xs: list[float], k: int) -> float | None:
+    return float(sum(xs[-k:]) / len(xs[-k:])) if xs else None
