@@ -323,7 +323,8 @@ def run_training(opts: TrainOptions, ray_address: str | None = None, resume: boo
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from training.splits import clips_in, splits_path, make_splits
+    from flows.runner import init_ray
+    from training.splits import clips_in, make_splits, splits_path
 
     root = str(Path(opts.root).expanduser().resolve())
     opts.root = root
@@ -337,7 +338,7 @@ def run_training(opts: TrainOptions, ray_address: str | None = None, resume: boo
     if not resume:
         opts.name = f"{opts.run_name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
     name = opts.run_name
-    ray_info = start_ray(ray_address, num_cpus=max(2, opts.num_workers * opts.threads_per_worker))
+    ray_info = init_ray(ray_address, num_cpus=max(2, opts.num_workers * opts.threads_per_worker))
     t0 = time.perf_counter()
     try:
         trainer = TorchTrainer(
@@ -389,34 +390,6 @@ def run_training(opts: TrainOptions, ray_address: str | None = None, resume: boo
         "ablation": ablation_name(opts.use_mpe, opts.use_iad),
         "ray": ray_info,
     }
-
-
-def start_ray(address: str | None = None, num_cpus: int | None = None) -> dict:
-    """Connect to ``address`` / ``$RAY_ADDRESS`` (:func:`flows.runner.init_ray`), else start a
-    private local Ray on 127.0.0.1 (``address="local"``: never attach to another user's
-    ``ray start`` cluster found in /tmp/ray). Same return value as ``init_ray``."""
-    import ray
-
-    from flows.runner import init_ray
-    from talkset import env
-
-    if ray.is_initialized() or address or os.environ.get("RAY_ADDRESS"):
-        return init_ray(address, num_cpus=None if (address or os.environ.get("RAY_ADDRESS")) else num_cpus)
-    env.configure(threads=None)
-    env_vars = {k: os.environ[k] for k in env.OFFLINE_ENV if k in os.environ}
-    for k in ("TALKSET_WEIGHTS", "YOLO_CONFIG_DIR", "PYTHONPATH", "OMP_NUM_THREADS"):
-        if k in os.environ:
-            env_vars[k] = os.environ[k]
-    ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        runtime_env={"env_vars": env_vars},
-        log_to_driver=os.environ.get("TALKSET_RAY_LOGS", "0") == "1",
-    )
-    res = ray.cluster_resources()
-    return {"address": "local", "nodes": 1, "cpus": res.get("CPU", 0), "gpus": res.get("GPU", 0), "started": True}
 
 
 def _mean_tail(xs: list[float], k: int) -> float | None:
