@@ -49,6 +49,16 @@ def connect(root: str | os.PathLike, con: duckdb.DuckDBPyConnection | None = Non
         "CREATE OR REPLACE VIEW frames AS SELECT * FROM frames_all "
         "WHERE clip_id IN (SELECT clip_id FROM clips)"
     )
+    # tables written by other flows (training splits, evaluation results): a view when present
+    tables_dir = root / "tables"
+    if tables_dir.is_dir():
+        for extra in sorted(p.name for p in tables_dir.iterdir() if p.is_dir() and p.name not in S.TABLES):
+            if extra.isidentifier() and _has_files(tables_dir / extra):
+                glob = str(tables_dir / extra / "**" / "*.parquet").replace("'", "''")
+                con.execute(
+                    f"CREATE OR REPLACE VIEW {extra} AS SELECT * FROM read_parquet('{glob}', "
+                    "hive_partitioning=true, union_by_name=true)"
+                )
     return con
 
 
