@@ -1,0 +1,257 @@
+"""Collection throughput, measured in ONE run and printed as ratios (not a test).
+
+On the same source clips, one after another in this process:
+
+1. ``decode``: ffmpeg decoding each clip alone (``ffmpeg -i X -f null -``): the ceiling.
+2. ``naive``: the stages without Ray, one after another in one process, each stage first decoding
+   the full source video again (as separate per-stage scripts do: every stage opens the video and
+   reads all its frames), then doing its work by calling the same stage classes' ``process``.
+3. ``talkset 1-node``: the ``collect`` flow on a 1-node local Ray cluster.
+4. ``talkset 2-node``: the ``collect`` flow on a 2-node local Ray cluster (``ray.cluster_utils``;
+   both nodes share this machine's cores).
+
+Printed: video-seconds per wall-second of each, talkset / naive, talkset / decode, 2-node / 1-node,
+and per stage actor-seconds per video-second (from the run summary, compute inside the actors) and
+CPU-seconds per video-second (naive pass: process + child CPU time around each stage).
+
+    python benchmarks/throughput.py                      # default clips, annotation if installed
+    python benchmarks/throughput.py --annotate off --clips clearervoice_tse_001.avi
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from talkset import env  # noqa: E402
+
+env.configure(threads=1)
+os.environ.setdefault("TALKSET_WEIGHTS", str(REPO.parent / "shared" / "weights"))
+
+CLIPS = REPO.parent / "shared" / "data" / "clips"
+DEFAULT_CLIPS = ["visualvoice_interview.mp4", "clearervoice_tse_001.avi", "visualvoice_noisy_restaurant.mp4"]
+ANNOTATION = ("pose", "faces", "speaking", "align")
+
+
+def annotation_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(f"tasks.{m}") is not None for m in ANNOTATION)
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = os.getloadavg()
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, "
+            f"no GPU, load average at start {load[0]:.1f}; Python {platform.python_version()}")
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def decode_ceiling(paths: list[Path]) -> float:
+    from talkset.media import ffmpeg_exe
+
+    t0 = time.perf_counter()
+    for p in paths:
+        subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(p), "-f", "null", "-"],
+                       check=True)
+    return time.perf_counter() - t0
+
+
+def full_decode(path: str) -> int:
+    """Read every frame of ``path`` (BGR arrays, as a stage script would), return the count."""
+    from talkset.media import iter_frames
+
+    n = 0
+    for _k, _t, _img in iter_frames(path):
+        n += 1
+    return n
+
+
+def naive(paths: list[Path], root: Path, cfg_dict: dict) -> dict:
+    """All stages in this process, sequentially, each stage decoding the full source first."""
+    from flows.collect import build_stages
+    from talkset.config import CollectConfig
+    from tasks.base import ClipTask, StageError, VideoTask, clip_id_for, source_id_for
+
+    cfg = CollectConfig.from_dict({**cfg_dict, "root": str(root)})
+    stages = build_stages(cfg, "naive")
+    cpu = {n: 0.0 for n in stages}
+    wall = {n: 0.0 for n in stages}
+    decode_s = 0.0
+    t_setup = time.perf_counter()
+    for st in stages.values():
+        st.setup()
+    setup_s = time.perf_counter() - t_setup
+    clips = 0
+    t0 = time.perf_counter()
+
+    def run(name, item, source_path):
+        nonlocal decode_s
+        c0, w0 = _cpu(), time.perf_counter()
+        if source_path and name not in ("download", "write"):
+            d0 = time.perf_counter()
+            full_decode(source_path)
+            decode_s += time.perf_counter() - d0
+        try:
+            return stages[name].process(item)
+        finally:
+            cpu[name] += _cpu() - c0
+            wall[name] += time.perf_counter() - w0
+
+    for p in paths:
+        src = str(p.resolve())
+        try:
+            video = run("download", VideoTask(source=src, source_id=source_id_for(src)), None)
+            shots = run("shots", video, src)
+        except StageError:
+            continue
+        for shot in shots:
+            if shot.reason:
+                continue
+            item = ClipTask(video=video, shot=shot, clip_id=clip_id_for(video.source_id, shot.shot_idx), clip_fps=cfg.clip_fps)
+            try:
+                item = run("people", item, src)
+                if not item.shot.kept:
+                    continue
+                for name in ("clip", *[a for a in ANNOTATION if a in stages]):
+                    item = run(name, item, src)
+                run("write", item, None)
+                clips += 1
+            except StageError as exc:
+                print(f"  naive: {item.clip_id}: {exc.reason}", file=sys.stderr)
+    total = time.perf_counter() - t0
+    return {"wall": total, "setup": setup_s, "cpu": cpu, "stage_wall": wall, "full_decode": decode_s, "clips": clips}
+
+
+def loopback_cluster(nodes: int, cpus_per_node: int):
+    """A local Ray cluster of ``nodes`` nodes on 127.0.0.1 (Ray's multi-node IP lookup switched off)."""
+    import ray._private.ray_constants as rc
+    from ray.cluster_utils import Cluster
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    rc.ENABLE_RAY_CLUSTER = False
+    # a private temp dir, so the cluster's address file never redirects other processes' ray.init()
+    os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="rb", dir="/tmp")
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus_per_node, "include_dashboard": False})
+    for _ in range(nodes - 1):
+        c.add_node(num_cpus=cpus_per_node)
+    c.wait_for_nodes()
+    return c
+
+
+def talkset_run(paths: list[Path], root: Path, cfg_dict: dict, nodes: int, cpus_per_node: int) -> dict:
+    import ray
+
+    from flows.collect import collect
+
+    c = loopback_cluster(nodes, cpus_per_node)
+    try:
+        t0 = time.perf_counter()
+        summary = collect(sources=[str(p) for p in paths], root=str(root), config=cfg_dict, ray_address=c.address,
+                          run_id=f"bench-{nodes}node")
+        wall = time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+        c.shutdown()
+        shutil.rmtree(os.environ.pop("RAY_TMPDIR"), ignore_errors=True)
+    return {"wall": wall, "summary": summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", nargs="*", default=DEFAULT_CLIPS, help="names under ../shared/data/clips or paths")
+    ap.add_argument("--annotate", choices=["auto", "on", "off"], default="auto")
+    ap.add_argument("--cpus-per-node", type=int, default=None,
+                    help="logical CPUs Ray sees per node (default: what all stage actors ask for together)")
+    ap.add_argument("--concurrency", default="people=2,clip=2", help="actors per stage, e.g. people=2,pose=2")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "two-node"])
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    args = ap.parse_args(argv)
+
+    paths = [Path(c) if Path(c).is_file() else CLIPS / c for c in args.clips]
+    annotate = annotation_available() if args.annotate == "auto" else args.annotate == "on"
+    conc = {k: int(v) for k, v in (kv.split("=") for kv in args.concurrency.split(",") if kv)}
+    cfg = {"annotate": annotate, "concurrency": conc, "max_sources_in_flight": 2, "max_shots_in_flight": 2}
+
+    from flows.collect import build_stages
+    from talkset.config import CollectConfig
+    from talkset.media import probe
+
+    stages = build_stages(CollectConfig.from_dict({**cfg, "root": tempfile.gettempdir()}), "probe")
+    need = sum(st.resources.cpus * conc.get(n, 1) for n, st in stages.items())
+    # every actor must fit on ONE node (the 1-node run); an actor that does not fit stays pending
+    cpus_per_node = args.cpus_per_node or math.ceil(need)
+    video_s = sum(probe(p).duration_s for p in paths)
+    print(f"machine: {machine()}")
+    print(f"clips: {', '.join(p.name for p in paths)} = {video_s:.1f} video-seconds; annotate={annotate}; "
+          f"concurrency={conc}; {need:g} CPUs asked by the actors, {cpus_per_node} logical CPUs per Ray node")
+    work = Path(tempfile.mkdtemp(prefix="talkset-bench-"))
+    res: dict = {"machine": machine(), "video_s": video_s, "annotate": annotate, "clips": [p.name for p in paths]}
+    try:
+        dec = decode_ceiling(paths)
+        res["decode_wall"] = dec
+        print(f"decode (ffmpeg -f null): {dec:.1f} s wall = {video_s / dec:.1f} video-s per wall-s", flush=True)
+
+        if "naive" not in args.skip:
+            nv = naive(paths, work / "naive", {k: v for k, v in cfg.items() if k != "concurrency"})
+            res["naive"] = nv
+            print(f"naive (1 process, stages in sequence, each decoding the full source): {nv['wall']:.1f} s wall "
+                  f"(+ {nv['setup']:.1f} s model loading) = {video_s / nv['wall']:.2f} video-s per wall-s; "
+                  f"{nv['full_decode']:.1f} s of it re-decoding; {nv['clips']} clips", flush=True)
+
+        one = talkset_run(paths, work / "one", cfg, 1, cpus_per_node)
+        res["talkset_1node"] = {"wall": one["wall"], "stages": one["summary"]["stages"], "clips": one["summary"]["clips_kept"]}
+        print(f"talkset 1-node: {one['wall']:.1f} s wall (incl. Ray connect + actor model loading) = "
+              f"{video_s / one['wall']:.2f} video-s per wall-s; {one['summary']['clips_kept']} clips", flush=True)
+        if "two-node" not in args.skip:
+            two = talkset_run(paths, work / "two", cfg, 2, cpus_per_node)
+            res["talkset_2node"] = {"wall": two["wall"], "stages": two["summary"]["stages"], "nodes": two["summary"]["nodes"]}
+            print(f"talkset 2-node: {two['wall']:.1f} s wall = {video_s / two['wall']:.2f} video-s per wall-s; "
+                  f"actors on {len(two['summary']['nodes'])} nodes", flush=True)
+
+        print("\nratios (same run):")
+        if "naive" in res:
+            print(f"  talkset / naive  (speed)  = {res['naive']['wall'] / one['wall']:.2f}x")
+        print(f"  talkset / decode (speed)  = {dec / one['wall']:.3f}  (decode is {one['wall'] / dec:.0f}x faster)")
+        if "talkset_2node" in res:
+            print(f"  2-node / 1-node (speed-up) = {one['wall'] / res['talkset_2node']['wall']:.2f}x "
+                  f"(both nodes share {os.cpu_count()} cores here)")
+        print("\nper stage, per video-second:")
+        print(f"  {'stage':9} {'actor-s/video-s':>16} {'naive CPU-s/video-s (incl. re-decode)':>38}")
+        for name, st in one["summary"]["stages"].items():
+            cpu_naive = res.get("naive", {}).get("cpu", {}).get(name)
+            cn = f"{cpu_naive / video_s:38.3f}" if cpu_naive is not None else f"{'-':>38}"
+            print(f"  {name:9} {st['seconds'] / video_s:16.3f} {cn}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2, default=str))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
