@@ -370,7 +370,7 @@ def register(sub) -> None:
     s.add_argument("action", choices=["start", "stop", "status"])
     s.add_argument("--state-dir", default=None, help="PREFECT_HOME of the server (default ~/.talkset/prefect)")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=4200)
+    s.add_argument("--port", type=int, default=4200, help="0: a free port")
     s.add_argument("--ui", action=argparse.BooleanOptionalAction, default=True, help="serve the Prefect UI")
     s.add_argument("--timeout", type=float, default=120.0, help="seconds to wait until healthy")
     s.set_defaults(func=_cmd_server)
