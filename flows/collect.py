@@ -178,7 +178,16 @@ def process_source(state: RunState, source: str, source_id: str) -> dict:
     """All stages for one source; returns its summary row. Never raises for bad input."""
     t0 = time.perf_counter()
     root = state.root
-    summary = {"source": source, "source_id": source_id, "shots": 0, "clips": 0, "failures": 0, "status": "ok"}
+    summary = {"source": source, "source_id": source_id, "shots": 0, "clips": 0, "failures": 0, "status": "ok",
+               "started_at": datetime.now(timezone.utc).isoformat()}
+    try:
+        return _process_source(state, source, source_id, summary, t0)
+    finally:
+        summary["ended_at"] = datetime.now(timezone.utc).isoformat()
+
+
+def _process_source(state: RunState, source: str, source_id: str, summary: dict, t0: float) -> dict:
+    root = state.root
     if _source_complete(root, source_id):
         n = len(root.committed_clip_ids(source_id))
         state.add(sources_skipped=1, sources_done=1, clips_kept=n, clips_resumed=n)
@@ -292,6 +301,14 @@ def collect(
     stages = build_stages(cfg, run_id)
     t0 = time.perf_counter()
     ray_info = init_ray(cfg.ray_address, num_cpus=cfg.ray_num_cpus or _local_cpus_needed(stages, cfg))
+    asked = sum(st.resources.cpus * max(1, cfg.concurrency.get(name, 1)) for name, st in stages.items())
+    if asked > ray_info["cpus"]:
+        if ray_info["started"]:
+            ray.shutdown()
+        raise ValueError(
+            f"the stage actors ask for {asked:g} CPUs but the Ray cluster has {ray_info['cpus']:g}: "
+            "lower `concurrency` or add nodes (every actor must fit, or the run would wait forever)"
+        )
     pools = {
         name: StagePool(st, cfg.concurrency.get(name, 1), use_gpus=cfg.use_gpus, max_task_retries=cfg.max_task_retries)
         for name, st in stages.items()
@@ -320,6 +337,7 @@ def collect(
                 "items": p.stats.items,
                 "failures": p.stats.failures,
                 "seconds": round(p.stats.seconds, 2),
+                "cpu_seconds": round(p.stats.cpu_seconds, 2),
                 "nodes": sorted(p.stats.nodes),
                 "actors": len(p.actors),
                 "gpus_per_actor": p.num_gpus,

@@ -40,9 +40,13 @@ class StageActor:
         """Returns ``{"ok": bool, "out" | "error", "seconds", "node_id", "pid"}``."""
         ctx = ray.get_runtime_context()
         t0 = time.perf_counter()
+        c0 = os.times()
         info = {"node_id": ctx.get_node_id(), "pid": os.getpid(), "host": socket.gethostname()}
         try:
             out = self.stage.process(item)
+            c1 = os.times()
+            # own threads + finished child processes (ffmpeg)
+            info["cpu_seconds"] = sum(getattr(c1, f) - getattr(c0, f) for f in ("user", "system", "children_user", "children_system"))
             return {"ok": True, "out": out, "seconds": time.perf_counter() - t0, **info}
         except StageError as exc:
             return {"ok": False, "error": exc.reason, "seconds": time.perf_counter() - t0, **info}
@@ -72,7 +76,8 @@ def cluster_has_gpus() -> bool:
 class StageStats:
     items: int = 0
     failures: int = 0
-    seconds: float = 0.0  # compute seconds inside actors
+    seconds: float = 0.0  # wall seconds inside actors' process()
+    cpu_seconds: float = 0.0  # CPU seconds of the actor processes (successful items)
     nodes: set = field(default_factory=set)
     pids: set = field(default_factory=set)
 
@@ -121,6 +126,7 @@ class StagePool:
         with self._lock:
             self.stats.items += 1
             self.stats.seconds += res["seconds"]
+            self.stats.cpu_seconds += res.get("cpu_seconds", 0.0)
             self.stats.nodes.add(res["node_id"])
             self.stats.pids.add(res["pid"])
             if not res["ok"]:
