@@ -4,7 +4,8 @@ Frames rows come from ``task.tracks`` (box, box score, 17 YOLO body keypoints) p
 annotation stages ran, ``task.annotations["align"]["columns"]``: ``{track_id: {column: array}}``
 with arrays aligned to that track's ``frame_idx``:
 
-- ``keypoints`` float32 (T, 133, 3), ``keypoints_59`` float32 (T, 59, 3)
+- ``keypoints`` float32 (T, 133, 3), ``keypoints_59`` float32 (T, 59, 3); an all-NaN frame (no
+  pose assigned to this person there) becomes null
 - ``face_box`` float32 (T, 4), NaN where the person has no face in that frame
 - ``face_track_id`` int32 (T,), -1 for none
 - ``asd_logit_talkset``, ``asd_logit_ava``, ``vad_prob``, ``speaking_score`` float32 (T,), NaN for none
@@ -47,7 +48,11 @@ def _kpt_list(arr: np.ndarray | None, n: int):
     t, k, c = arr.shape
     flat = pa.array(arr.reshape(-1), type=S.F32)
     inner = pa.ListArray.from_arrays(pa.array(np.arange(0, t * k * c + 1, c, dtype=np.int32)), flat)
-    return pa.ListArray.from_arrays(pa.array(np.arange(0, t * k + 1, k, dtype=np.int32)), inner)
+    offsets = pa.array(np.arange(0, t * k + 1, k, dtype=np.int32))
+    missing = np.isnan(arr).all(axis=(1, 2))  # a frame with no pose for this person -> null
+    if missing.any():
+        return pa.ListArray.from_arrays(offsets, inner, mask=pa.array(missing))
+    return pa.ListArray.from_arrays(offsets, inner)
 
 
 def _box_list(arr: np.ndarray | None, n: int):

@@ -117,3 +117,11 @@ def test_source_id_stable_and_safe():
     assert a == source_id_for("https://example.org/videos/Black Journal (1970).mp4?x=1")
     assert a.startswith("Black_Journal_1970-") and "/" not in a and "=" not in a
     assert source_id_for("/a/x.mp4") != source_id_for("/b/x.mp4")
+
+
+def test_frames_without_pose_are_null(tmp_path):
+    task = _task(tmp_path, with_annotations=True)
+    kp = task.annotations["align"]["columns"][0]["keypoints"]
+    kp[2] = np.nan
+    rows = [r for r in frames_table(task).to_pylist() if r["track_id"] == 0]
+    assert rows[2]["keypoints"] is None and rows[1]["keypoints"] is not None
