@@ -118,3 +118,43 @@ def test_missing_model_is_a_clear_error(tmp_path):
     assert str(missing) in msg and "DWPose" in msg and "RTMW" in msg
     with pytest.raises(WeightsNotFound, match="ONNX pose model"):
         OnnxWholeBody(None)
+
+
+def test_pose_stage_with_the_onnx_backend(spot_onnx, tmp_path):
+    """PoseStage(backend="onnx") on a short clip: keypoints follow a moving spot, frame by frame,
+    and the detector's body keypoints replace the model's where prefer_yolo_body is set."""
+    import cv2
+
+    from tasks.base import ClipTask, ShotRecord, Track, VideoTask
+    from tasks.pose import PoseStage
+
+    path = tmp_path / "spot.avi"
+    spots = [(300.0, 250.0), (320.0, 240.0), (340.0, 260.0)]
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (640, 480))
+    yy, xx = np.mgrid[0:480, 0:640]
+    for sx, sy in spots:
+        f = np.zeros((480, 640, 3), np.uint8)
+        f[..., 2] = np.round(255 * np.exp(-((xx - sx) ** 2 + (yy - sy) ** 2) / (2 * 3.0**2))).astype(np.uint8)
+        vw.write(f)
+    vw.release()
+    box = np.array([200.0, 100.0, 440.0, 420.0], np.float32)
+    body = np.zeros((3, 17, 3), np.float32)
+    body[:, 5] = (111.0, 222.0, 0.9)  # a confident detector keypoint (left shoulder)
+    tr = Track(7, np.arange(3, dtype=np.int32), np.tile(box, (3, 1)), np.ones(3, np.float32), body)
+    video = VideoTask(source=str(path), source_id="spot", video_path=str(path))
+    shot = ShotRecord("spot", 0, 0, 3, 0.0, 0.12)
+    task = ClipTask(video=video, shot=shot, clip_id="spot-s0000", clip_fps=25.0, video_path=str(path), tracks=[tr])
+
+    stage = PoseStage(backend="onnx", model=str(spot_onnx), prefer_yolo_body=True)
+    out = stage.process(task).annotations["pose"][7]
+    assert task.models["pose"].startswith("onnx spotnet_384x288.onnx")
+    kp = out["keypoints"]
+    assert kp.shape == (3, 133, 3) and np.array_equal(out["frame_idx"], [0, 1, 2])
+    _, s = box_to_center_scale(box, 288 / 384)
+    per_px = s[0] / 288.0
+    for k, spot in enumerate(spots):
+        expect = np.array(spot)[None] + np.stack([DX, DY], axis=1) * per_px
+        got = kp[k, 17:, :2]  # outside the body slots the model's points stay
+        assert np.abs(got - expect[17:]).max() <= 1.5, (k, np.abs(got - expect[17:]).max())
+        assert np.allclose(kp[k, 5], (111.0, 222.0, 0.9))  # detector's confident point wins
+        assert np.abs(kp[k, 6, :2] - expect[6]).max() <= 1.5  # detector score 0 -> model's point
