@@ -315,6 +315,16 @@ def collect(
     }
     state = RunState(cfg=cfg, root=droot, run_id=run_id, pools=pools, sources=len(srcs))
     state.progress(f"run {run_id}: {len(srcs)} sources, ray {ray_info}, removed {stray} stray temp files")
+    stop_beat = threading.Event()
+
+    def heartbeat() -> None:  # per-stage counts while long stages run
+        while not stop_beat.wait(cfg.progress_every_s):
+            busy = [p.status() for p in pools.values() if p.running or p.waiting]
+            if busy:
+                state.progress("; ".join(busy))
+
+    beat = threading.Thread(target=heartbeat, name="collect-progress", daemon=True)
+    beat.start()
     try:
         pending = []
         results = []
@@ -345,6 +355,7 @@ def collect(
             for name, p in pools.items()
         }
     finally:
+        stop_beat.set()
         for p in pools.values():
             p.shutdown()
         if ray_info["started"]:

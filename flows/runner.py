@@ -105,11 +105,26 @@ class StagePool:
             self._free.put(a)
         self.stats = StageStats()
         self._lock = threading.Lock()
+        self.waiting = 0  # flow threads waiting for a free actor
+        self.running = 0  # items inside actors now
+        self.started: list[float] = []  # monotonic start times of running items
+
+    def status(self) -> str:
+        """``name done/running/waiting`` for progress lines."""
+        with self._lock:
+            age = f" {time.monotonic() - min(self.started):.0f}s" if self.started else ""
+            return f"{self.name} {self.stats.items} done, {self.running} running{age}, {self.waiting} queued"
 
     def run(self, item: Any) -> Any:
         """Process ``item`` on a free actor; returns the stage's output or raises
         :class:`StageError` (the stage's reason, or the actor's death after retries)."""
+        with self._lock:
+            self.waiting += 1
         actor = self._free.get()
+        with self._lock:
+            self.waiting -= 1
+            self.running += 1
+            self.started.append(time.monotonic())
         try:
             try:
                 res = ray.get(actor.process.remote(item))
@@ -122,6 +137,9 @@ class StagePool:
                     stage=self.name,
                 ) from exc
         finally:
+            with self._lock:
+                self.running -= 1
+                self.started.pop(0)
             self._free.put(actor)
         with self._lock:
             self.stats.items += 1

@@ -54,6 +54,7 @@ class CollectConfig:
     max_sources_in_flight: int = 2
     max_shots_in_flight: int = 2
     max_task_retries: int = 2  # Ray retries of a stage call after an actor dies
+    progress_every_s: float = 30.0  # per-stage progress line while stages run
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "CollectConfig":
