@@ -1,0 +1,373 @@
+"""Light-ASD: a light-weight audio-visual active speaker detector, and its input preparation.
+
+Source: Junhua Liao, Haihan Duan, Kanghui Feng, Wanbing Zhao, Yanbing Yang, Liangyin Chen,
+"A Light Weight Model for Active Speaker Detection", CVPR 2023 (Sec. 3: visual and audio
+encoders with split 2D-spatial / 1D-temporal convolutions, a one-way-per-direction GRU backend,
+audio and visual embeddings fused by addition). This is an independent implementation whose
+module names reproduce the state-dict keys of the released checkpoints
+(``model.visualEncoder.*``, ``model.audioEncoder.*``, ``model.GRU.*``, ``lossAV.FC.*``), so
+``weight/finetuning_TalkSet.model`` and ``weight/pretrain_AVA_CVPR.model`` load with
+``strict=True`` (the visual-only auxiliary head ``lossV.*`` is used only in training and is
+dropped).
+
+Inputs, as in the reference's ``Columbia_test.py``:
+
+- video: grayscale face crops, 112 x 112, 25 fps, pixel values 0..255 as float32. The network
+  normalises them itself with ``(x / 255 - 0.4161) / 0.1688``.
+- audio: 13 MFCC at 100 Hz (25 ms window, 10 ms step) of 16 kHz mono audio on the int16 scale,
+  ``python_speech_features.mfcc(audio, 16000, numcep=13, winlen=0.025, winstep=0.010)``;
+  4 MFCC rows per video frame.
+
+Output: per frame, the two class logits of ``lossAV.FC`` (class 0 not speaking, class 1
+speaking). The **speaking logit** used everywhere in talkset is the class-1 logit, which is what
+the reference's inference path returns (``lossAV.forward(..., labels=None)`` -> ``x[:, 1]``) and
+thresholds at 0 in its demo. :meth:`LightASD.class_logits` exposes both classes.
+
+Whole-track scoring: the reference scores windows of 1-6 s and averages; here a face track is
+scored in one pass (same output up to window-boundary effects, about 5x cheaper). Tracks of
+different lengths batch exactly: padded time steps are zeroed before every temporal convolution
+(which is what zero padding at a sequence end does) and the backward GRU runs over each sequence
+reversed within its own length, so a padded batch gives the single-track results.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+#: Grayscale normalisation of the visual front end (reference ``forward_visual_frontend``).
+VISUAL_MEAN = 0.4161
+VISUAL_STD = 0.1688
+#: MFCC rows per video frame (100 Hz audio features / 25 fps video).
+AUDIO_PER_VIDEO = 4
+FACE_SIZE = 112
+VIDEO_FPS = 25.0
+AUDIO_RATE = 16000
+
+_BN = dict(momentum=0.01, eps=0.001)
+
+
+def _mask_time(x: torch.Tensor, mask: torch.Tensor | None, time_dim: int) -> torch.Tensor:
+    """Zero ``x`` at padded time steps. ``mask`` is (B, T) bool, True where valid."""
+    if mask is None:
+        return x
+    shape = [x.shape[0]] + [1] * (x.dim() - 1)
+    shape[time_dim] = x.shape[time_dim]
+    return x * mask.view(shape).to(x.dtype)
+
+
+class _VisualBlock(nn.Module):
+    """Two parallel branches (3x3 and 5x5 spatial conv, then 3- and 5-frame temporal conv),
+    summed, then a 1x1x1 conv. Tensors are (B, C, T, H, W)."""
+
+    def __init__(self, cin: int, cout: int, down: bool):
+        super().__init__()
+        stride = (1, 2, 2) if down else (1, 1, 1)
+        self.s_3 = nn.Conv3d(cin, cout, (1, 3, 3), stride=stride, padding=(0, 1, 1), bias=False)
+        self.bn_s_3 = nn.BatchNorm3d(cout, **_BN)
+        self.t_3 = nn.Conv3d(cout, cout, (3, 1, 1), padding=(1, 0, 0), bias=False)
+        self.bn_t_3 = nn.BatchNorm3d(cout, **_BN)
+        self.s_5 = nn.Conv3d(cin, cout, (1, 5, 5), stride=stride, padding=(0, 2, 2), bias=False)
+        self.bn_s_5 = nn.BatchNorm3d(cout, **_BN)
+        self.t_5 = nn.Conv3d(cout, cout, (5, 1, 1), padding=(2, 0, 0), bias=False)
+        self.bn_t_5 = nn.BatchNorm3d(cout, **_BN)
+        self.last = nn.Conv3d(cout, cout, 1, bias=False)
+        self.bn_last = nn.BatchNorm3d(cout, **_BN)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        a = _mask_time(torch.relu(self.bn_s_3(self.s_3(x))), mask, 2)
+        a = torch.relu(self.bn_t_3(self.t_3(a)))
+        b = _mask_time(torch.relu(self.bn_s_5(self.s_5(x))), mask, 2)
+        b = torch.relu(self.bn_t_5(self.t_5(b)))
+        return torch.relu(self.bn_last(self.last(a + b)))
+
+
+class _AudioBlock(nn.Module):
+    """Two parallel branches (3- and 5-tap conv over MFCC coefficients, then over time), summed,
+    then a 1x1 conv. Tensors are (B, C, 13, T_audio)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.m_3 = nn.Conv2d(cin, cout, (3, 1), padding=(1, 0), bias=False)
+        self.bn_m_3 = nn.BatchNorm2d(cout, **_BN)
+        self.t_3 = nn.Conv2d(cout, cout, (1, 3), padding=(0, 1), bias=False)
+        self.bn_t_3 = nn.BatchNorm2d(cout, **_BN)
+        self.m_5 = nn.Conv2d(cin, cout, (5, 1), padding=(2, 0), bias=False)
+        self.bn_m_5 = nn.BatchNorm2d(cout, **_BN)
+        self.t_5 = nn.Conv2d(cout, cout, (1, 5), padding=(0, 2), bias=False)
+        self.bn_t_5 = nn.BatchNorm2d(cout, **_BN)
+        self.last = nn.Conv2d(cout, cout, 1, bias=False)
+        self.bn_last = nn.BatchNorm2d(cout, **_BN)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        a = _mask_time(torch.relu(self.bn_m_3(self.m_3(x))), mask, 3)
+        a = torch.relu(self.bn_t_3(self.t_3(a)))
+        b = _mask_time(torch.relu(self.bn_m_5(self.m_5(x))), mask, 3)
+        b = torch.relu(self.bn_t_5(self.t_5(b)))
+        return torch.relu(self.bn_last(self.last(a + b)))
+
+
+class _VisualEncoder(nn.Module):
+    """(B, 1, T, 112, 112) -> (B, T, 128): 112 -> 56 (strided block) -> 28 (pool) -> 28 -> 14
+    (pool) -> 14 -> global spatial max."""
+
+    def __init__(self):
+        super().__init__()
+        self.block1 = _VisualBlock(1, 32, down=True)
+        self.block2 = _VisualBlock(32, 64, down=False)
+        self.block3 = _VisualBlock(64, 128, down=False)
+        self.pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = self.pool(self.block1(x, mask))
+        x = self.pool(self.block2(x, mask))
+        x = self.block3(x, mask)  # (B, 128, T, 14, 14)
+        return x.amax(dim=(3, 4)).transpose(1, 2)
+
+
+class _AudioEncoder(nn.Module):
+    """(B, 1, 13, 4T) -> (B, T, 128): two stride-2 max pools over time, then the mean over the
+    MFCC axis."""
+
+    def __init__(self):
+        super().__init__()
+        self.block1 = _AudioBlock(1, 32)
+        self.block2 = _AudioBlock(32, 64)
+        self.block3 = _AudioBlock(64, 128)
+        self.pool = nn.MaxPool2d((1, 3), stride=(1, 2), padding=(0, 1))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        # mask is at video rate (B, T); the audio runs at 4T, then 2T, then T.
+        m4 = mask.repeat_interleave(4, dim=1) if mask is not None else None
+        m2 = mask.repeat_interleave(2, dim=1) if mask is not None else None
+        x = self.pool(self.block1(x, m4))
+        x = self.pool(self.block2(x, m2))
+        x = self.block3(x, mask)  # (B, 128, 13, T)
+        return x.mean(dim=2).transpose(1, 2)
+
+
+def _reverse_within(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Reverse (B, T, C) along T inside each sequence's valid length (padding stays put)."""
+    if lengths is None:
+        return torch.flip(x, dims=[1])
+    t = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+    lengths = lengths.to(x.device).unsqueeze(1)
+    idx = torch.where(t < lengths, lengths - 1 - t, t)
+    return torch.gather(x, 1, idx.unsqueeze(-1).expand_as(x))
+
+
+class _BackendGRU(nn.Module):
+    """Forward GRU, GELU, then a second GRU over the time-reversed sequence, GELU (the paper's
+    bidirectional backend made of two one-way GRUs, hidden size 128)."""
+
+    def __init__(self, channels: int = 128):
+        super().__init__()
+        self.gru_forward = nn.GRU(channels, channels, num_layers=1, batch_first=True)
+        self.gru_backward = nn.GRU(channels, channels, num_layers=1, batch_first=True)
+        self.gelu = nn.GELU()
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        x = self.gelu(self.gru_forward(x)[0])
+        x = _reverse_within(x, lengths)
+        x = self.gru_backward(x)[0]
+        return self.gelu(_reverse_within(x, lengths))
+
+
+class _Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.visualEncoder = _VisualEncoder()
+        self.audioEncoder = _AudioEncoder()
+        self.GRU = _BackendGRU(128)
+
+
+class _Head(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.FC = nn.Linear(128, 2)
+
+
+class LightASD(nn.Module):
+    """Light-ASD with the audio-visual head. Always used in eval mode (BatchNorm running stats).
+
+    ``forward(audio_mfcc, video, lengths=None)`` returns the speaking logit (class-1 logit of
+    ``lossAV.FC``), float32 (B, T). See the module docstring for the inputs.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.model = _Backbone()
+        self.lossAV = _Head()
+        self.checkpoint: str | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> "LightASD":
+        """Load a released Light-ASD state dict strictly (``model.*`` + ``lossAV.FC.*``; the
+        training-only ``lossV.*`` keys are dropped). Raises ``RuntimeError`` on any missing or
+        unexpected key, ``FileNotFoundError`` if ``path`` does not exist."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Light-ASD checkpoint not found: {path}")
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        if not isinstance(state, dict):
+            raise RuntimeError(f"{path}: expected a plain state dict, got {type(state).__name__}")
+        state = {k: v for k, v in state.items() if not k.startswith("lossV.")}
+        net = cls()
+        net.load_state_dict(state, strict=True)
+        net.checkpoint = path.name
+        return net.to(device).eval()
+
+    def class_logits(
+        self,
+        audio_mfcc: torch.Tensor,
+        video: torch.Tensor,
+        lengths: torch.Tensor | Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Both class logits per frame.
+
+        audio_mfcc: float32 (B, 4T, 13) MFCC (int16-scale audio). video: float32 (B, T, 112, 112)
+        grayscale 0..255. lengths: valid frames per item (B,) when items are padded at the end
+        to a common T (padding content is ignored); None when all are T long.
+        Returns float32 (B, T, 2): [not speaking, speaking]; padded steps are meaningless.
+        """
+        B, T = video.shape[:2]
+        if audio_mfcc.shape[0] != B or audio_mfcc.shape[1] != AUDIO_PER_VIDEO * T or audio_mfcc.shape[2] != 13:
+            raise ValueError(
+                f"audio_mfcc must be (B, 4T, 13) = ({B}, {4 * T}, 13) for video {tuple(video.shape)}, "
+                f"got {tuple(audio_mfcc.shape)}"
+            )
+        mask = None
+        if lengths is not None:
+            lengths = torch.as_tensor(lengths, device=video.device, dtype=torch.long)
+            if int(lengths.max()) > T or int(lengths.min()) < 1:
+                raise ValueError(f"lengths must lie in 1..{T}, got {lengths.tolist()}")
+            mask = torch.arange(T, device=video.device).unsqueeze(0) < lengths.unsqueeze(1)
+        v = ((video.float() / 255.0 - VISUAL_MEAN) / VISUAL_STD).unsqueeze(1)
+        v = self.model.visualEncoder(v, mask)
+        a = audio_mfcc.float().unsqueeze(1).transpose(2, 3)  # (B, 1, 13, 4T)
+        a = self.model.audioEncoder(a, mask)
+        x = self.model.GRU(a + v, lengths)
+        return self.lossAV.FC(x)
+
+    def forward(self, audio_mfcc, video, lengths=None) -> torch.Tensor:
+        return self.class_logits(audio_mfcc, video, lengths)[..., 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Input preparation (reference: Columbia_test.py crop_video / evaluate_network)
+
+
+def mfcc_100hz(audio: np.ndarray, rate: int = AUDIO_RATE) -> np.ndarray:
+    """13 MFCC at 100 Hz of mono audio, as the reference computes them.
+
+    audio: float32 in [-1, 1] (scaled to the int16 range here, as the reference reads int16 WAV;
+    the scale shifts the energy coefficient) or int16. Returns float32 (N, 13), row k covering
+    samples [160 k, 160 k + 400).
+    """
+    import python_speech_features
+
+    if rate != AUDIO_RATE:
+        raise ValueError(f"Light-ASD needs {AUDIO_RATE} Hz audio, got {rate} Hz")
+    x = np.asarray(audio)
+    if x.dtype != np.int16:
+        x = np.clip(x.astype(np.float64), -1.0, 1.0) * 32768.0
+    if len(x) < 400:
+        x = np.pad(x, (0, 400 - len(x)))
+    return python_speech_features.mfcc(
+        x, AUDIO_RATE, numcep=13, winlen=0.025, winstep=0.010
+    ).astype(np.float32)
+
+
+def mfcc_for_frames(mfcc: np.ndarray, first_frame: int, num_frames: int) -> np.ndarray:
+    """The 4 MFCC rows of each video frame ``first_frame .. first_frame + num_frames - 1`` of a
+    clip whose whole audio gave ``mfcc`` (frame f <-> rows 4f .. 4f + 3). Rows past the end of
+    the audio (the last frame usually lacks one or two) repeat the last row.
+    Returns float32 (4 * num_frames, 13)."""
+    lo, hi = AUDIO_PER_VIDEO * first_frame, AUDIO_PER_VIDEO * (first_frame + num_frames)
+    if len(mfcc) == 0:
+        raise ValueError("no MFCC rows: the audio is empty")
+    out = mfcc[lo:hi]
+    if len(out) < hi - lo:
+        fill = mfcc[-1:] if len(out) == 0 else out[-1:]
+        out = np.concatenate([out, np.repeat(fill, hi - lo - len(out), axis=0)], axis=0)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def smooth_boxes(boxes: np.ndarray, kernel: int = 13) -> np.ndarray:
+    """Crop centres and half-sizes of a face track, median-filtered over ``kernel`` frames as
+    the reference does. boxes: (F, 4) x1, y1, x2, y2 px. Returns float64 (F, 3) [cx, cy, s] with
+    s = max(w, h) / 2."""
+    from scipy.signal import medfilt
+
+    b = np.asarray(boxes, dtype=np.float64)
+    cx = (b[:, 0] + b[:, 2]) / 2
+    cy = (b[:, 1] + b[:, 3]) / 2
+    s = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) / 2
+    k = min(kernel, len(b) if len(b) % 2 else len(b) - 1)
+    if k >= 3:
+        cx, cy, s = (medfilt(v, kernel_size=k) for v in (cx, cy, s))
+    return np.stack([cx, cy, s], axis=1)
+
+
+def face_crop(frame_bgr: np.ndarray, cx: float, cy: float, s: float, crop_scale: float = 0.40) -> np.ndarray:
+    """One 112 x 112 grayscale face crop, as the reference builds it: a square of side
+    2 s (1 + crop_scale) around the face (the face's top at the top, more room below for the
+    mouth), padded with grey 110 outside the image, resized to 224, then its centre 112 x 112.
+    Returns uint8 (112, 112)."""
+    import cv2
+
+    gray = frame_bgr if frame_bgr.ndim == 2 else cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+    s = max(float(s), 1.0)
+    pad = int(s * (1 + 2 * crop_scale))
+    gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=110)
+    my, mx = cy + pad, cx + pad
+    y0, y1 = int(my - s), int(my + s * (1 + 2 * crop_scale))
+    x0, x1 = int(mx - s * (1 + crop_scale)), int(mx + s * (1 + crop_scale))
+    crop = gray[max(y0, 0):max(y1, y0 + 1), max(x0, 0):max(x1, x0 + 1)]
+    crop = cv2.resize(crop, (2 * FACE_SIZE, 2 * FACE_SIZE), interpolation=cv2.INTER_LINEAR)
+    q = FACE_SIZE // 2
+    return np.ascontiguousarray(crop[q:q + FACE_SIZE, q:q + FACE_SIZE])
+
+
+def score_tracks(
+    net: LightASD,
+    audio_mfcc: Sequence[np.ndarray],
+    videos: Sequence[np.ndarray],
+    batch_frames: int = 4096,
+) -> list[np.ndarray]:
+    """Speaking logits for several face tracks, batched: tracks are sorted by length and packed
+    into padded batches of at most ``batch_frames`` padded frames each (a track longer than that
+    runs alone). audio_mfcc[i]: (4 F_i, 13); videos[i]: (F_i, 112, 112) uint8 or float.
+    Returns one float32 (F_i,) array per track, in input order."""
+    if len(audio_mfcc) != len(videos):
+        raise ValueError("one MFCC array per face track is needed")
+    device = next(net.parameters()).device
+    order = sorted(range(len(videos)), key=lambda i: -len(videos[i]))
+    out: list[np.ndarray | None] = [None] * len(videos)
+    k = 0
+    while k < len(order):
+        T = len(videos[order[k]])
+        group = [order[k]]
+        while k + len(group) < len(order) and (len(group) + 1) * T <= batch_frames:
+            group.append(order[k + len(group)])
+        k += len(group)
+        v = torch.zeros((len(group), T, FACE_SIZE, FACE_SIZE), dtype=torch.float32)
+        a = torch.zeros((len(group), AUDIO_PER_VIDEO * T, 13), dtype=torch.float32)
+        lengths = []
+        for j, i in enumerate(group):
+            n = len(videos[i])
+            if audio_mfcc[i].shape != (AUDIO_PER_VIDEO * n, 13):
+                raise ValueError(f"track {i}: MFCC shape {audio_mfcc[i].shape} != ({4 * n}, 13)")
+            v[j, :n] = torch.from_numpy(np.asarray(videos[i], dtype=np.float32))
+            a[j, : AUDIO_PER_VIDEO * n] = torch.from_numpy(np.asarray(audio_mfcc[i], dtype=np.float32))
+            lengths.append(n)
+        with torch.inference_mode():
+            lg = net(a.to(device), v.to(device), torch.tensor(lengths) if len(set(lengths)) > 1 else None)
+        lg = lg.float().cpu().numpy()
+        for j, i in enumerate(group):
+            out[i] = lg[j, : lengths[j]].astype(np.float32)
+    return out  # type: ignore[return-value]
