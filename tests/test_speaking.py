@@ -128,7 +128,7 @@ def test_interview_follows_who_talks(interview):
     assert np.mean(o["right"]["vad_prob"] > 0.5) > 0.9  # speech nearly all the time (measured 0.96)
     assert np.mean(boxer > 0) > 0.9  # measured 0.96
     assert np.mean(anchor > 0) < 0.2  # measured 0.07
-    assert boxer.mean() - anchor.mean() > 0.8  # measured +0.85 vs -0.6
+    assert boxer.mean() - anchor.mean() > 0.8  # measured mean +0.76 vs -0.60
 
 
 def test_silence_scores_negative_for_everyone(interview, debate):
@@ -143,7 +143,7 @@ def test_silence_scores_negative_for_everyone(interview, debate):
         talkers = [out["orig"][tid]["speaking_score"].mean() - out["silent"][tid]["speaking_score"].mean() for tid in out["orig"]]
         assert max(talkers) > 1.5  # measured ~1.8 for the talking person(s)
     # the raw TalkSet logit alone would NOT pass: it barely moves with silence (a lip-motion detector)
-    o, s = by_side(interview[0], interview[1]["orig"]), by_side(interview[0], interview[1]["silent"])
+    s = by_side(interview[0], interview[1]["silent"])
     assert np.mean(s["right"]["asd_logit_talkset"] > 0) > 0.9
 
 
@@ -161,7 +161,7 @@ def test_debate_each_person_has_a_curve(debate):
     tracks, out = debate
     d = by_side(tracks, out["orig"])
     shares = {side: float(np.mean(r["speaking_score"] > 0)) for side, r in d.items()}
-    assert shares["left"] > 0.6 and shares["right"] > 0.6, shares  # measured ~0.9 / ~0.99
+    assert shares["left"] > 0.6 and shares["right"] > 0.6, shares  # measured 0.91 / 0.99 (0-8 s)
     assert not np.allclose(d["left"]["speaking_score"], d["right"]["speaking_score"])
 
 
