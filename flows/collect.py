@@ -31,7 +31,7 @@ from talkset import env
 
 env.configure(threads=None)
 
-from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
@@ -177,7 +177,6 @@ def download_task(pool: StagePool, video: VideoTask) -> VideoTask:
 def process_source(state: RunState, source: str, source_id: str) -> dict:
     """All stages for one source; returns its summary row. Never raises for bad input."""
     t0 = time.perf_counter()
-    root = state.root
     summary = {"source": source, "source_id": source_id, "shots": 0, "clips": 0, "failures": 0, "status": "ok",
                "started_at": datetime.now(timezone.utc).isoformat()}
     try:

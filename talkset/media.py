@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 

@@ -63,3 +63,15 @@ def blackjournal_root(tmp_path_factory, prefect_api):
     root = tmp_path_factory.mktemp("blackjournal-root")
     summary = collect(sources=[str(clip("dvscripts_blackjournal.mp4"))], root=str(root))
     return root, summary
+
+
+def cut(src: Path, dst: Path, start_s: float, dur_s: float) -> Path:
+    """``dur_s`` seconds of ``src`` from ``start_s``, re-encoded (H.264 + AAC) so cuts are exact."""
+    from talkset.media import run_ffmpeg
+
+    run_ffmpeg(
+        ["-ss", f"{start_s}", "-i", str(src), "-t", f"{dur_s}", "-c:v", "libx264", "-preset", "ultrafast",
+         "-crf", "18", "-c:a", "aac", "-ar", "44100", str(dst)],
+        f"cut {src.name}",
+    )
+    return dst

@@ -14,26 +14,14 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, clip
+from conftest import REPO, clip, cut
 from storage.catalog import connect
 from talkset import server
-from talkset.media import run_ffmpeg
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def cut(src: Path, dst: Path, start_s: float, dur_s: float) -> Path:
-    """``dur_s`` seconds of ``src`` from ``start_s``, re-encoded (H.264 + AAC) so cuts are exact."""
-    run_ffmpeg(
-        ["-ss", f"{start_s}", "-i", str(src), "-t", f"{dur_s}", "-c:v", "libx264", "-preset", "ultrafast",
-         "-crf", "18", "-c:a", "aac", "-ar", "44100", str(dst)],
-        f"cut {src.name}",
-    )
-    return dst
 
 
 @pytest.fixture(scope="module")

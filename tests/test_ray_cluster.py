@@ -19,24 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import clip
+from conftest import clip, cut
 from storage.catalog import connect
-from talkset.media import run_ffmpeg
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.usefixtures("prefect_api")]
 
 # only the collection stages; 2 actors for the two heavy stages so they can sit on both nodes
 FAST = {"annotate": False, "concurrency": {"people": 2, "clip": 2}, "max_sources_in_flight": 2}
-
-
-def cut(src: Path, dst: Path, start_s: float, dur_s: float) -> Path:
-    """``dur_s`` seconds of ``src`` from ``start_s``, re-encoded (H.264 + AAC) so cuts are exact."""
-    run_ffmpeg(
-        ["-ss", f"{start_s}", "-i", str(src), "-t", f"{dur_s}", "-c:v", "libx264", "-preset", "ultrafast",
-         "-crf", "18", "-c:a", "aac", "-ar", "44100", str(dst)],
-        f"cut {src.name}",
-    )
-    return dst
 
 
 @pytest.fixture(scope="module")
