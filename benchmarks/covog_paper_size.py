@@ -4,8 +4,8 @@ Run: ``.venv/bin/python benchmarks/covog_paper_size.py [--frames 15] [--steps 10
 
 - Parameter counts of the ``paper`` config, per block and trainable per stage (built on the
   meta device: no memory, no weights needed).
-- Activation memory of one training step at 640x384 (H x W), 15 frames, batch 1 per GPU (the
-  paper: batch 4 on 4 GPUs): ``training_loss`` runs on meta tensors under
+- Activation memory of one training step at 640x384 (W x H, landscape; latents 48 x 80),
+  15 frames, batch 1 per GPU (the paper: batch 4 on 4 GPUs): ``training_loss`` runs on meta tensors under
   ``torch.autograd.graph.saved_tensors_hooks``; the bytes of every distinct tensor autograd
   saves for backward are summed (views counted once via their base; parameters excluded),
   attributed to the innermost CovOG block running. On meta/CPU, scaled-dot-product attention
@@ -195,7 +195,7 @@ def main() -> None:
 
     secs = tiny_step_seconds(args.steps)
     tcfg = load_config("tiny")
-    print(f"tiny config ({tcfg.height}x{tcfg.width}, {tcfg.num_frames} frames, B=1, 2 people, 1 thread): "
+    print(f"tiny config ({tcfg.height}x{tcfg.width} HxW, latents {tcfg.latent_size}, {tcfg.num_frames} frames, B=1, 2 people, 1 thread): "
           f"stage 1 {secs[1]:.3f} s/step, stage 2 {secs[2]:.3f} s/step (median of {args.steps})")
 
 

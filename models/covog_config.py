@@ -1,7 +1,8 @@
 """Sizes of the CovOG networks, read from YAML (``models/configs/<name>.yaml``).
 
 Two configs ship: ``tiny`` (trains on one CPU core; parameter-free pixel-unshuffle latent) and
-``paper`` (MIT paper Sec. 4: AnimateAnyone on Stable Diffusion 1.5 at 640x384, 15 frames,
+``paper`` (MIT paper Sec. 4: AnimateAnyone on Stable Diffusion 1.5 at 640x384 (width x height,
+landscape: multi-person talk-show footage is 16:9), 15 frames,
 6 motion frames; wav2vec2 12 x 768 audio features projected to 32 tokens x 1024).
 
 Every section is a small dataclass so callers read ``cfg.audio.layers`` / ``cfg.audio.dim``;
@@ -26,8 +27,8 @@ class LatentConfig:
     (diffusers AutoencoderKL, SD 1.5: factor 8, 4 channels, ``scaling_factor`` 0.18215)."""
 
     kind: str = "pixel_unshuffle"
-    factor: int = 4
-    channels: int = 48
+    factor: int = 2
+    channels: int = 12
     scaling_factor: float = 1.0
 
 
@@ -41,8 +42,8 @@ class UNetConfig:
     num_attention_heads: int = 4
     cross_attention_dim: int = 32
     norm_num_groups: int = 8
-    down_block_types: list[str] = field(default_factory=lambda: ["CrossAttnDownBlock2D", "DownBlock2D"])
-    up_block_types: list[str] = field(default_factory=lambda: ["UpBlock2D", "CrossAttnUpBlock2D"])
+    down_block_types: list[str] = field(default_factory=lambda: ["DownBlock2D", "CrossAttnDownBlock2D"])
+    up_block_types: list[str] = field(default_factory=lambda: ["CrossAttnUpBlock2D", "UpBlock2D"])
 
 
 @dataclass
@@ -59,8 +60,8 @@ class PoseConfig:
     """Pose guider (per person, MPE) and pose adaptor (reference pose) channels.
     ``len(channels) - 1`` stride-2 convs: ``2 ** (len - 1)`` must equal the latent factor."""
 
-    guider_channels: list[int] = field(default_factory=lambda: [16, 32, 64])
-    adaptor_channels: list[int] = field(default_factory=lambda: [8, 16, 16])
+    guider_channels: list[int] = field(default_factory=lambda: [16, 32])
+    adaptor_channels: list[int] = field(default_factory=lambda: [8, 16])
 
 
 @dataclass
@@ -105,26 +106,30 @@ class IADConfig:
 
 @dataclass
 class SchedulerConfig:
-    """Noise schedule (diffusers DDPMScheduler for training, DDIMScheduler for sampling)."""
+    """Noise schedule (diffusers DDPMScheduler for training, DDIMScheduler for sampling; the
+    keys are theirs). Shipped configs: scaled-linear betas rescaled to zero terminal SNR,
+    v-prediction, trailing timesteps (Moore-AnimateAnyone's ``enable_zero_snr``)."""
 
     num_train_timesteps: int = 1000
     beta_start: float = 0.00085
     beta_end: float = 0.012
-    beta_schedule: str = "linear"
+    beta_schedule: str = "scaled_linear"
     steps_offset: int = 1
     clip_sample: bool = False
-    prediction_type: str = "epsilon"
+    prediction_type: str = "v_prediction"
     timestep_spacing: str = "trailing"
+    rescale_betas_zero_snr: bool = True
 
 
 @dataclass
 class CovOGConfig:
-    """All CovOG sizes. ``height`` x ``width``: image size in pixels; ``num_frames``: frames per
-    training window; ``motion_frames``: frames carried between windows at inference."""
+    """All CovOG sizes. ``height`` x ``width``: image size in pixels (landscape in both shipped
+    configs); ``num_frames``: frames per training window; ``motion_frames``: frames carried
+    between windows at inference. Defaults are the ``tiny`` config's."""
 
     name: str = "tiny"
-    height: int = 80
-    width: int = 48
+    height: int = 48
+    width: int = 80
     num_frames: int = 4
     motion_frames: int = 2
     max_people: int = 4
@@ -156,6 +161,13 @@ class CovOGConfig:
                          ("pose.adaptor_channels", self.pose.adaptor_channels)):
             if 2 ** (len(ch) - 1) != lat.factor:
                 raise ValueError(f"{what} {ch} downsamples by {2 ** (len(ch) - 1)}, latent factor is {lat.factor}")
+        if self.unet.block_out_channels[0] < 2 * lat.channels:
+            # epsilon is i.i.d. per latent channel: conv_in -> ... -> SiLU -> conv_out can pass it
+            # through only if the first block is at least twice as wide (silu(x) - silu(-x) = x)
+            raise ValueError(
+                f"unet.block_out_channels[0] = {self.unet.block_out_channels[0]} is narrower than 2 x the "
+                f"{lat.channels} latent channels: the UNet cannot carry the noise through and the "
+                f"noise-prediction loss stalls; use a smaller latent (pixel_unshuffle factor) or wider blocks")
         n = len(self.unet.block_out_channels)
         if not (len(self.unet.down_block_types) == len(self.unet.up_block_types) == n):
             raise ValueError("unet: block_out_channels, down_block_types, up_block_types differ in length")

@@ -112,6 +112,60 @@ def test_tiny_overfits_one_batch(tiny_cfg, stage):
     assert losses[-1] < losses[0] * (0.9 if stage == 1 else 0.995), losses
 
 
+def real_frames(cfg, n: int = 5):
+    """``n`` frames (n, 3, H, W) in [-1, 1] of a real two-person interview, letterboxed to the
+    config's H x W as the training dataset does (frames 0.2 s apart)."""
+    import numpy as np
+    from conftest import clip
+    from talkset import media
+    from training.dataset import fit_transform, warp_frame
+
+    hw = (cfg.height, cfg.width)
+    out = []
+    for _, _, img in media.iter_frames(clip("visualvoice_interview.mp4"), 0.0, n / 5, fps=5, fmt="rgb24"):
+        out.append(warp_frame(img, hw, fit_transform(img.shape[:2], hw)))
+    x = torch.from_numpy(np.stack(out[:n])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    assert x.shape == (n, 3) + hw
+    return x
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_tiny_learns_the_high_noise_end_quickly(tiny_cfg, prediction_type):
+    """At t = 999 (zero terminal SNR: x_t is the noise itself) predicting epsilon is the identity
+    and v is -x0 of a fixed batch. 60 AdamW steps at t in [900, 1000) on real frames must cut the
+    loss there to well under half. The former tiny latent (pixel-unshuffle by 4: 48 channels
+    into a 32-wide UNet) could not carry the noise through: epsilon loss 1.12 -> 0.75 in these
+    60 steps and ~0.6 after 400 steps at every t; now 1.12 -> ~0.23 (epsilon), 0.63 -> ~0.09 (v)."""
+    import dataclasses
+
+    cfg = dataclasses.replace(tiny_cfg, scheduler=dataclasses.replace(tiny_cfg.scheduler,
+                                                                      prediction_type=prediction_type))
+    frames = real_frames(cfg)
+    batch = {**make_batch(cfg, seed=1), "ref_image": frames[:1], "target": frames[None, 1:]}
+    torch.manual_seed(0)
+    model = CovOG(cfg)
+    params = model.trainable_parameters(1)
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)  # training.loop's tiny lr
+
+    def high_t_loss() -> float:
+        with torch.no_grad():
+            return sum(model.training_loss(batch, 1, torch.Generator().manual_seed(s), timesteps=torch.tensor([t])).item()
+                       for s, t in ((7, 999), (8, 950))) / 2
+
+    before = high_t_loss()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(60):
+        loss = model.training_loss(batch, 1, g, timesteps=torch.randint(900, 1000, (1,), generator=g))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+    after = high_t_loss()
+    print(f"\n{prediction_type}: loss at t in (950, 999) {before:.3f} -> {after:.3f} after 60 steps")
+    assert before > (1.0 if prediction_type == "epsilon" else 0.4), before  # nothing learnt at init
+    assert after < 0.4 * before, (before, after)
+
+
 def test_tiny_generate_shapes_and_motion_frames(tiny_cfg):
     torch.manual_seed(0)
     model = CovOG(tiny_cfg)
@@ -128,6 +182,12 @@ def test_tiny_generate_shapes_and_motion_frames(tiny_cfg):
     other_mf = model.generate(batch, num_steps=2, motion_frames=-mf, generator=torch.Generator().manual_seed(0))
     assert with_mf.shape == out.shape
     assert (with_mf - other_mf).abs().max() > 1e-4  # carried frames reach the window (motion modules)
+    # epsilon with zero terminal SNR cannot be sampled (x0 = (x_t - eps) / 0 at t = 999)
+    import dataclasses
+
+    eps_cfg = dataclasses.replace(tiny_cfg, scheduler=dataclasses.replace(tiny_cfg.scheduler, prediction_type="epsilon"))
+    with pytest.raises(ValueError, match="zero terminal SNR"):
+        CovOG(eps_cfg).generate(batch, num_steps=2)
 
 
 def test_tiny_conditioning_reaches_the_loss(tiny_cfg):
@@ -228,8 +288,8 @@ def test_paper_config_full_size_on_meta_one_forward():
     tokens = model.audio_projection(batch["audio"])
     assert tokens.shape == (1, 15, 32, 1024)
     lat = model.encode(batch["ref_image"])
-    assert lat.shape == (1, 4, 80, 48)
-    assert model.decode(lat).shape == (1, 3, 640, 384)
+    assert lat.shape == (1, 4, 48, 80)  # 384 x 640 (H x W) / 8
+    assert model.decode(lat).shape == (1, 3, 384, 640)
 
 
 def test_diffusers_folders_load_into_both_unets(tiny_cfg, tmp_path):
