@@ -168,7 +168,9 @@ def iter_frames(
             prev_frame, last_t = frame, t
         if prev_frame is None:
             return
-        stop = end_s if end_s is not None else last_t + half + eps
+        rate = float(v.average_rate or v.guessed_rate or fps)
+        last_shown = last_t + 1.0 / rate  # the last frame is on screen for one source frame
+        stop = min(end_s, last_shown) if end_s is not None else last_t + half + eps
         img = convert(prev_frame)
         while start_s + k / fps < stop - eps:
             yield k, start_s + k / fps, img
