@@ -112,9 +112,9 @@ def test_train_killed_resumes_then_evaluate(small_root, tmp_path):
     assert ev["step"] == STAGE1 + STAGE2
     for r in ev["clips"]:
         assert r["frames"] == 8 and r["fvd"] is None and r["ablation"] == "full"
-        # 120 tiny steps do not teach the model to draw yet (it samples saturated noise: SSIM ~0,
-        # PSNR ~3.5 dB); what must hold is a finite, in-range score from a real comparison
-        assert -1.0 < r["ssim"] < 0.99 and 0.0 < r["psnr"] < 40.0, r
+        # after 120 tiny steps the samples are blurry (measured PSNR 9.4-10.5 dB, SSIM 0.03-0.08);
+        # saturated noise, what the untrained model drew, scored ~3.5 dB
+        assert -1.0 < r["ssim"] < 0.99 and 5.0 < r["psnr"] < 40.0, r
     assert ev["fvd"] is None and ev["fvd_message"] == f"FVD skipped: no I3D at {missing_i3d}"
     from storage.catalog import connect
 
