@@ -9,14 +9,12 @@ of video. Run: ``.venv/bin/python benchmarks/speaking_figures.py`` (about 3-6 mi
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from scipy.io import wavfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from talkset import env  # noqa: E402
@@ -46,24 +44,9 @@ CUTS = [
 
 
 def cut(folder: Path, src: Path, start: float, dur: float, audio: dict) -> tuple[Path, dict]:
-    mp4 = folder / "clip.mp4"
-    subprocess.run(
-        [media.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{start}", "-i", str(src),
-         "-t", f"{dur}", "-an", "-r", "25", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", str(mp4)],
-        check=True,
-    )  # fmt: skip
-    n = int(round(dur * 16000))
-    wavs = {}
-    for name, what in audio.items():
-        if what == "silence":
-            a = np.zeros(n, np.float32)
-        else:
-            s, st = (src, start) if what is None else (CLIPS / what[0], what[1])
-            a = media.read_audio(s, 16000, st, st + dur)
-        a = np.pad(a, (0, max(0, n - len(a))))[:n]
-        wavs[name] = folder / f"{len(wavs)}.wav"
-        wavfile.write(wavs[name], 16000, (np.clip(a, -1, 1) * 32767).astype(np.int16))
-    return mp4, wavs
+    """The cut and its audio variants; foreign audio is named by clip file name under CLIPS."""
+    variants = {k: (CLIPS / v[0], v[1]) if isinstance(v, tuple) else v for k, v in audio.items()}
+    return media.cut_with_audio_variants(folder, src, start, dur, variants)
 
 
 def task_for(mp4: Path, wav: Path, dur: float) -> ClipTask:

@@ -190,3 +190,37 @@ def read_audio(path: str | Path, rate: int = 16000, start_s: float = 0.0, end_s:
     if proc.returncode != 0:
         raise MediaError(f"{path}: audio decode failed: {proc.stderr.decode(errors='replace')[-500:]}")
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
+
+
+def cut_with_audio_variants(
+    folder: str | Path,
+    src: str | Path,
+    start_s: float,
+    dur_s: float,
+    audio: dict[str, object] | None = None,
+    rate: int = 16000,
+) -> tuple[Path, dict[str, Path]]:
+    """Cut ``[start_s, start_s + dur_s)`` of ``src`` to ``folder/clip.mp4`` (25 fps H.264, no
+    audio) plus one mono 16-bit WAV per entry of ``audio`` (default ``{"orig": None}``):
+    ``None`` = the clip's own audio, ``"silence"`` = zeros, ``(other_path, other_start_s)`` = another
+    file's audio. Each WAV has exactly ``round(dur_s * rate)`` samples. This is how the speaking
+    score is checked to follow the audio, not the face (issue 5). Returns ``(mp4, {name: wav})``.
+    """
+    from scipy.io import wavfile
+
+    folder = Path(folder)
+    mp4 = folder / "clip.mp4"
+    run_ffmpeg(["-ss", f"{start_s}", "-i", str(src), "-t", f"{dur_s}", "-an", "-r", "25", "-c:v", "libx264",
+                "-preset", "ultrafast", "-crf", "18", str(mp4)], f"cut {src}")  # fmt: skip
+    n = int(round(dur_s * rate))
+    wavs: dict[str, Path] = {}
+    for i, (name, what) in enumerate((audio or {"orig": None}).items()):
+        if what == "silence":
+            a = np.zeros(n, np.float32)
+        else:
+            path, t0 = (src, start_s) if what is None else what
+            a = read_audio(path, rate, t0, t0 + dur_s)
+        a = np.pad(a, (0, max(0, n - len(a))))[:n]
+        wavs[name] = folder / f"audio{i}.wav"
+        wavfile.write(wavs[name], rate, (np.clip(a, -1, 1) * 32767).astype(np.int16))
+    return mp4, wavs

@@ -7,11 +7,8 @@ faces stage (YuNet + IoU linking).
 
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import pytest
-from scipy.io import wavfile
 
 from conftest import clip
 from talkset import media
@@ -23,26 +20,9 @@ KEYS = ("frame_idx", "asd_logit_talkset", "asd_logit_ava", "vad_prob", "speaking
 
 
 def make_clip(folder, src, start, dur, audio=None):
-    """Cut [start, start + dur) s of ``src`` to folder/<name>.mp4 (25 fps, no audio) and one WAV per
-    entry of ``audio``: {name: None (original) | "silence" | (other_clip, other_start)}."""
-    mp4 = folder / "clip.mp4"
-    subprocess.run(
-        [media.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{start}", "-i", str(src),
-         "-t", f"{dur}", "-an", "-r", "25", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", str(mp4)],
-        check=True,
-    )  # fmt: skip
-    n = int(round(dur * 16000))
-    wavs = {}
-    for name, what in (audio or {"orig": None}).items():
-        if what == "silence":
-            a = np.zeros(n, np.float32)
-        else:
-            s, st = (src, start) if what is None else what
-            a = media.read_audio(s, 16000, st, st + dur)
-        a = np.pad(a, (0, max(0, n - len(a))))[:n]
-        wavs[name] = folder / f"{name}.wav"
-        wavfile.write(wavs[name], 16000, (np.clip(a, -1, 1) * 32767).astype(np.int16))
-    return mp4, wavs
+    """Cut [start, start + dur) s of ``src`` (25 fps, no audio) and one WAV per entry of ``audio``:
+    {name: None (original) | "silence" | (other_clip, other_start)}."""
+    return media.cut_with_audio_variants(folder, src, start, dur, audio)
 
 
 def clip_task(mp4, wav, dur, faces=None):
