@@ -34,8 +34,8 @@ env.configure(threads=1)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from models.covog import CovOG  # noqa: E402
-from models.covog_config import load_config  # noqa: E402
+from talkset.covog.config import load_config  # noqa: E402
+from talkset.covog.model import CovOG  # noqa: E402
 
 GiB = 1024**3
 ATTN = "attention matrices (math SDPA)"

@@ -6,7 +6,7 @@ replicating real rows of a collected root, in talkset's own layout, then the REA
 
 Layout written (a temporary root, removed at the end unless ``--keep``): one ``frames`` and one
 ``clips`` shard per clip, ``shots`` one shard per source, hive-partitioned by source, exactly as
-:class:`storage.writer.DatasetRoot` writes them. Each synthetic clip is ``--clip-s`` seconds of a
+:class:`talkset.storage.root.DatasetRoot` writes them. Each synthetic clip is ``--clip-s`` seconds of a
 real clip's rows (a track's rows are cycled to the clip length), with a third person copied from
 one of the real tracks. Speaking scores come from the real rows; when the source root has none
 (collected without annotation) they are drawn from a seeded random walk in [-1, 1] and the output
@@ -52,7 +52,7 @@ QUERIES = {
 
 
 def collect_source_root(work: Path) -> Path:
-    from flows.collect import collect
+    from talkset.flows.collect import collect
 
     clips = REPO.parent / "shared" / "data" / "clips"
     root = work / "src-root"
@@ -66,8 +66,8 @@ def collect_source_root(work: Path) -> Path:
 
 def build(src_root: Path, dst: Path, hours: float, fps: float, people: int, clip_s: float, clips_per_source: int,
           wholebody: bool, seed: int = 0) -> dict:
-    from storage import schema as S
-    from storage.writer import DatasetRoot, read_table
+    from talkset.storage import schema as S
+    from talkset.storage.root import DatasetRoot, read_table
 
     frames = read_table(src_root, "frames")
     clips = read_table(src_root, "clips")
@@ -142,7 +142,7 @@ def build(src_root: Path, dst: Path, hours: float, fps: float, people: int, clip
 
 
 def time_queries(root: Path, repeats: int) -> list[tuple[str, float, float, int]]:
-    from storage.catalog import connect
+    from talkset.storage.catalog import connect
 
     out = []
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Spot-check the people stage: draw its person tracks on a few frames of a shot, to look at.
 
-Runs :class:`tasks.people.PeopleStage` on one shot of a video, then draws every kept track's box
+Runs :class:`talkset.stages.people.PeopleStage` on one shot of a video, then draws every kept track's box
 (colour per track id, id and box score) and its 17 body keypoints (score >= 0.5) on ``--frames``
 evenly spaced clip frames, tiled into one PNG. Prints the shot decision, the seconds taken and
 per-track figures (presence, box size ranges, median keypoint score).
@@ -28,8 +28,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from talkset import media  # noqa: E402
-from tasks.base import ClipTask, ShotRecord, VideoTask, clip_id_for, source_id_for  # noqa: E402
-from tasks.people import PeopleStage  # noqa: E402
+from talkset.items import Clip, Shot, Source, clip_id_for, source_id_for  # noqa: E402
+from talkset.stages.people import PeopleStage  # noqa: E402
 
 COLOURS = [(0, 200, 255), (255, 120, 0), (0, 220, 0), (220, 0, 220)]
 # COCO body skeleton (keypoint index pairs)
@@ -48,10 +48,10 @@ def main() -> int:
 
     info = media.probe(args.video)
     sid = source_id_for(args.video)
-    video = VideoTask(source=args.video, source_id=sid, video_path=args.video, fps=info.fps,
+    video = Source(url=args.video, source_id=sid, video_path=args.video, fps=info.fps,
                       width=info.width, height=info.height)
-    shot = ShotRecord(sid, 0, round(args.start * info.fps), round(args.end * info.fps), args.start, args.end)
-    task = ClipTask(video=video, shot=shot, clip_id=clip_id_for(sid, 0), clip_fps=25.0)
+    shot = Shot(sid, 0, round(args.start * info.fps), round(args.end * info.fps), args.start, args.end)
+    task = Clip(source=video, shot=shot, clip_id=clip_id_for(sid, 0), clip_fps=25.0)
 
     stage = PeopleStage()
     stage.setup()
@@ -61,10 +61,10 @@ def main() -> int:
     n = int(round((args.end - args.start) * task.clip_fps))
     summary = {
         "video": args.video, "start_s": args.start, "end_s": args.end, "clip_frames": n,
-        "seconds": round(dt, 1), "kept": shot.kept, "reason": shot.reason, "num_people": shot.num_people,
-        "camera_motion": shot.camera_motion, "tracks": [],
+        "seconds": round(dt, 1), "kept": task.shot.kept, "reason": task.shot.reason,
+        "num_people": task.shot.num_people, "camera_motion": task.shot.camera_motion, "tracks": [],
     }
-    for tr in task.tracks:
+    for tr in task.person_tracks:
         b = tr.boxes
         summary["tracks"].append({
             "track_id": tr.track_id, "frames": len(tr), "presence": round(len(tr) / n, 3),
@@ -81,7 +81,7 @@ def main() -> int:
         if k not in picks:
             continue
         img = img.copy()
-        for tr in task.tracks:
+        for tr in task.person_tracks:
             hit = np.nonzero(tr.frame_idx == k)[0]
             if not len(hit):
                 continue

@@ -1,4 +1,4 @@
-"""Measured figures behind the speaking stage's fusion (tasks/speaking.py) and its cost.
+"""Measured figures behind the speaking stage's fusion (talkset/stages/speaking.py) and its cost.
 
 For each real cut below, face tracks come from the faces stage and the speaking stage runs with
 the original audio, with silence, and (interview) with another clip's speech. Prints, per face
@@ -22,9 +22,9 @@ from talkset import env  # noqa: E402
 env.configure(threads=1)
 
 from talkset import media  # noqa: E402
-from tasks.base import ClipTask, ShotRecord, VideoTask  # noqa: E402
-from tasks.faces import FacesStage  # noqa: E402
-from tasks.speaking import SpeakingStage, fuse  # noqa: E402
+from talkset.items import Clip, Shot, Source  # noqa: E402
+from talkset.stages.faces import FacesStage  # noqa: E402
+from talkset.stages.speaking import SpeakingStage, fuse  # noqa: E402
 
 CLIPS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "clips"
 
@@ -49,9 +49,9 @@ def cut(folder: Path, src: Path, start: float, dur: float, audio: dict) -> tuple
     return media.cut_with_audio_variants(folder, src, start, dur, variants)
 
 
-def task_for(mp4: Path, wav: Path, dur: float) -> ClipTask:
-    return ClipTask(
-        video=VideoTask(source=str(mp4), source_id="bench"), shot=ShotRecord("bench", 0, 0, 0, 0.0, dur),
+def task_for(mp4: Path, wav: Path, dur: float) -> Clip:
+    return Clip(
+        source=Source(url=str(mp4), source_id="bench"), shot=Shot("bench", 0, 0, 0, 0.0, dur),
         clip_id="bench-s0000", clip_fps=25.0, video_path=str(mp4), audio_path=str(wav), num_frames=int(round(dur * 25)),
     )  # fmt: skip
 
@@ -65,7 +65,7 @@ def main() -> None:
         print(f"\n== {name} ({src}): {note}")
         with tempfile.TemporaryDirectory() as d:
             mp4, wavs = cut(Path(d), CLIPS / src, start, dur, audio)
-            tracks = faces.process(task_for(mp4, wavs["orig"], dur)).annotations["faces"]
+            tracks = faces.process(task_for(mp4, wavs["orig"], dur)).face_tracks
             print("face tracks: " + ", ".join(
                 f"#{t['face_track_id']} frames {t['frame_idx'][0]}-{t['frame_idx'][-1]} x~{np.mean(t['boxes'][:, [0, 2]]):.0f}px"
                 for t in tracks))  # fmt: skip
@@ -74,14 +74,14 @@ def main() -> None:
                 out = {}
                 if tracks:
                     task = task_for(mp4, wav, dur)
-                    task.annotations["faces"] = tracks
+                    task.face_tracks = tracks
                     t0 = time.process_time()
-                    out = speaking.process(task).annotations["speaking"]
+                    out = speaking.process(task).speaking
                     seconds += time.process_time() - t0
                     video_s += dur
                 print(f"  audio = {var}")
                 for tid, r in out.items():
-                    T, A, V, S = r["asd_logit_talkset"], r["asd_logit_ava"], r["vad_prob"], r["speaking_score"]
+                    T, A, V, S = r.asd_logit_talkset, r.asd_logit_ava, r.vad_prob, r.speaking_score
                     talk_only = fuse(T, T, V)  # the same fusion with the TalkSet logit alone
                     line = (
                         f"    track {tid} ({len(S)} fr): score>0 {np.mean(S > 0):.2f}  mean score {S.mean():+.2f} | "

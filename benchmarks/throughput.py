@@ -93,9 +93,10 @@ def full_decode(path: str) -> int:
 
 def naive(paths: list[Path], root: Path, cfg_dict: dict) -> dict:
     """All stages in this process, sequentially, each stage decoding the full source first."""
-    from flows.collect import build_stages
     from talkset.config import CollectConfig
-    from tasks.base import ClipTask, StageError, VideoTask, clip_id_for, source_id_for
+    from talkset.flows.collect import build_stages
+    from talkset.items import Clip, Source, clip_id_for, source_id_for
+    from talkset.stages.base import StageError
 
     cfg = CollectConfig.from_dict({**cfg_dict, "root": str(root)})
     stages = build_stages(cfg, "naive")
@@ -125,14 +126,14 @@ def naive(paths: list[Path], root: Path, cfg_dict: dict) -> dict:
     for p in paths:
         src = str(p.resolve())
         try:
-            video = run("download", VideoTask(source=src, source_id=source_id_for(src)), None)
-            shots = run("shots", video, src)
+            video = run("download", Source(url=src, source_id=source_id_for(src)), None)
+            video = run("shots", video, src)
         except StageError:
             continue
-        for shot in shots:
+        for shot in video.shots:
             if shot.reason:
                 continue
-            item = ClipTask(video=video, shot=shot, clip_id=clip_id_for(video.source_id, shot.shot_idx), clip_fps=cfg.clip_fps)
+            item = Clip(source=video, shot=shot, clip_id=clip_id_for(video.source_id, shot.shot_idx), clip_fps=cfg.clip_fps)
             try:
                 item = run("people", item, src)
                 if not item.shot.kept:
@@ -166,7 +167,7 @@ def loopback_cluster(nodes: int, cpus_per_node: int):
 def talkset_run(paths: list[Path], root: Path, cfg_dict: dict, nodes: int, cpus_per_node: int) -> dict:
     import ray
 
-    from flows.collect import collect
+    from talkset.flows.collect import collect
 
     c = loopback_cluster(nodes, cpus_per_node)
     try:
@@ -197,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     conc = {k: int(v) for k, v in (kv.split("=") for kv in args.concurrency.split(",") if kv)}
     cfg = {"annotate": annotate, "concurrency": conc, "max_sources_in_flight": 2, "max_shots_in_flight": 2}
 
-    from flows.collect import build_stages
     from talkset.config import CollectConfig
+    from talkset.flows.collect import build_stages
     from talkset.media import probe
 
     stages = build_stages(CollectConfig.from_dict({**cfg, "root": tempfile.gettempdir()}), "probe")

@@ -30,10 +30,15 @@ def single_process(root: str, config: str, steps: int, threads: int, batch_size:
     import numpy as np
     import torch
 
-    from models.covog import CovOG
-    from training.dataset import TalkingClipDataset, collate, model_batch, spec_from_config
-    from training.loop import _set_stage
-    from training.splits import clips_in
+    from talkset.covog.model import CovOG
+    from talkset.training.dataset import (
+        TalkingClipDataset,
+        collate,
+        model_batch,
+        spec_from_config,
+    )
+    from talkset.training.loop import _set_stage
+    from talkset.training.splits import clips_in
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -65,10 +70,11 @@ def single_process(root: str, config: str, steps: int, threads: int, batch_size:
 
 
 def ray_workers(root: str, config: str, steps: int, workers: int) -> dict:
-    from training.loop import TrainOptions, run_training
+    from talkset.training.config import TrainConfig
+    from talkset.training.loop import run_training
 
     with tempfile.TemporaryDirectory(prefix="covog-bench-") as d:
-        opts = TrainOptions(root=root, config=config, stage1_steps=steps, stage2_steps=steps, num_workers=workers,
+        opts = TrainConfig(root=root, model=config, stage1_steps=steps, stage2_steps=steps, num_workers=workers,
                             checkpoint_every=steps, run_dir=d)
         s = run_training(opts, resume=False)
     return {"ray_workers": workers, "ray_s_per_step": round(s["seconds_per_step"], 4), "ray_run_wall_s": s["seconds"],

@@ -5,4 +5,6 @@ people in one static shot, annotated per person per frame with a body box, COCO-
 keypoints and a speaking score in [-1, 1].
 """
 
-__version__ = "0.1.0"
+from talkset.provenance import version as _version
+
+__version__ = _version("talkset")

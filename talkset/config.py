@@ -1,7 +1,9 @@
-"""One config object for a collection run (video2dataset style).
+"""One config object per run (video2dataset style): :class:`CollectConfig` for collection here,
+:class:`talkset.training.config.TrainConfig` / ``EvalConfig`` for CovOG.
 
-Load from YAML with :meth:`CollectConfig.from_yaml`, override from the command line, or build
-in Python. Every model path is local: a bare file name is looked up in ``$TALKSET_WEIGHTS`` then
+Load from YAML with ``from_yaml``, override from the command line (the CLI's options default to
+``None`` = the dataclass default, so each setting has exactly one default), or build in Python.
+Every model path is local: a bare file name is looked up in ``$TALKSET_WEIGHTS`` then
 ``../shared/weights`` (see :mod:`talkset.weights`).
 """
 
@@ -14,8 +16,40 @@ from typing import Any
 import yaml
 
 
+class Config:
+    """YAML / dict loading shared by the config dataclasses. Unknown keys are an error."""
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any):
+        """Fields from a YAML mapping, then ``overrides`` whose value is not ``None``."""
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a {cls.__name__} YAML must be a mapping of field: value")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)} (known: {sorted(known)})")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The dataclass default of field ``name`` (for CLI help texts)."""
+    for f in fields(cls):
+        if f.name == name:
+            return f.default
+    raise KeyError(name)
+
+
 @dataclass
-class CollectConfig:
+class CollectConfig(Config):
     # where
     root: str = "dataset"
     ray_address: str | None = None  # None: $RAY_ADDRESS, else a local Ray
@@ -36,7 +70,7 @@ class CollectConfig:
     max_people: int = 4
     presence_frac: float = 0.5  # a track counts as present if in >= this share of the shot's frames
     min_box_frac: float = 0.02  # ignore tracks whose median box is < this share of the frame area
-    max_camera_motion: float | None = None  # None: tasks.people.PeopleStage default (see its docstring)
+    max_camera_motion: float | None = None  # None: talkset.stages.people.PeopleStage default (see its docstring)
     # clip
     clip_fps: float = 25.0
     audio_rate: int = 16000
@@ -55,20 +89,3 @@ class CollectConfig:
     max_shots_in_flight: int = 2
     max_task_retries: int = 2  # Ray retries of a stage call after an actor dies
     progress_every_s: float = 30.0  # per-stage progress line while stages run
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> "CollectConfig":
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(data)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CollectConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown config keys: {sorted(unknown)} (known: {sorted(known)})")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

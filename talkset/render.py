@@ -9,9 +9,7 @@ at the current frame. The clip's 16 kHz audio is muxed in (AAC).
 
 from __future__ import annotations
 
-import argparse
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,7 @@ PERSON_COLORS = [(0, 200, 255), (0, 255, 0), (255, 0, 255), (255, 255, 0), (0, 1
 
 def load_clip(root: str | Path, clip_id: str) -> tuple[dict, dict[int, dict[int, dict]]]:
     """The clip row and ``{track_id: {frame_idx: frame row}}`` from the dataset root."""
-    from storage.catalog import connect
+    from talkset.storage.catalog import connect
 
     con = connect(root)
     cur = con.execute("SELECT * FROM clips WHERE clip_id = ?", [clip_id])
@@ -68,8 +66,8 @@ def render(root: str | Path, clip_id: str, out: str | Path, max_frames: int | No
     """Render ``clip_id`` of the dataset ``root`` to ``out`` (mp4, H.264 + AAC). Returns ``out``."""
     import cv2
 
-    from models.wholebody import draw_pose
     from talkset.media import ffmpeg_exe, iter_frames
+    from talkset.wholebody import draw_pose
 
     root = Path(root)
     clip, tracks = load_clip(root, clip_id)
@@ -116,22 +114,3 @@ def render(root: str | Path, clip_id: str, out: str | Path, max_frames: int | No
         if proc.poll() is None:
             proc.kill()
     return out
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    out = render(args.root, args.clip_id, args.out, max_frames=args.max_frames)
-    print(f"wrote {out}")
-    return 0
-
-
-def register(sub) -> None:
-    r = sub.add_parser("render", help="draw boxes, skeletons and speaking-score curves of a clip to a video")
-    r.add_argument("clip_id")
-    r.add_argument("out", help="output .mp4")
-    r.add_argument("--root", required=True, help="dataset root")
-    r.add_argument("--max-frames", type=int, default=None)
-    r.set_defaults(func=_cmd)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(_cmd(argparse.Namespace(**dict(zip(["root", "clip_id", "out"], sys.argv[1:4])), max_frames=None)))

@@ -58,7 +58,7 @@ def blackjournal_root(tmp_path_factory, prefect_api):
     """The README demo, for real: `collect` with every stage on dvscripts_blackjournal.mp4.
 
     Session-scoped: the collection, annotation, SQL, render and notebook tests share this root."""
-    from flows.collect import collect
+    from talkset.flows.collect import collect
 
     root = tmp_path_factory.mktemp("blackjournal-root")
     summary = collect(sources=[str(clip("dvscripts_blackjournal.mp4"))], root=str(root))

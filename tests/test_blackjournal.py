@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from storage.catalog import connect
+from talkset.storage.catalog import connect
 
 
 @pytest.fixture(scope="module")

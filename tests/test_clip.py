@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from scipy.signal import correlate
 
-from storage.writer import TMP_PREFIX
+from talkset.items import Clip, Shot, Source, clip_id_for, source_id_for
 from talkset.media import iter_frames, probe, read_audio, run_ffmpeg
-from tasks.base import ClipTask, ShotRecord, StageError, VideoTask, clip_id_for, source_id_for
-from tasks.clip import ClipStage, tick_count, wav_samples
+from talkset.stages.base import StageError
+from talkset.stages.clip import ClipStage, tick_count, wav_samples
+from talkset.storage.root import TMP_PREFIX
 
 SHARED = Path(os.environ.get("TALKSET_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 CLIPS = SHARED / "data" / "clips"
@@ -26,11 +27,11 @@ def shared_file(name: str) -> Path:
     return p
 
 
-def clip_task(src: Path, start_s: float, end_s: float, shot_idx: int = 1) -> ClipTask:
+def clip_task(src: Path, start_s: float, end_s: float, shot_idx: int = 1) -> Clip:
     sid = source_id_for(str(src))
-    video = VideoTask(source=str(src), source_id=sid, video_path=str(src))
-    shot = ShotRecord(sid, shot_idx, 0, 0, start_s, end_s)
-    return ClipTask(video=video, shot=shot, clip_id=clip_id_for(sid, shot_idx), clip_fps=25.0)
+    video = Source(url=str(src), source_id=sid, video_path=str(src))
+    shot = Shot(sid, shot_idx, 0, 0, start_s, end_s)
+    return Clip(source=video, shot=shot, clip_id=clip_id_for(sid, shot_idx), clip_fps=25.0)
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from storage.catalog import connect
-from talkset.media import run_ffmpeg
-
 from conftest import REPO, clip
+
+from talkset.media import run_ffmpeg
+from talkset.storage.catalog import connect
 
 FAST = {"annotate": False}
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -44,7 +43,7 @@ def bad_inputs(tmp_path_factory):
 
 
 def test_bad_inputs_become_failures_and_run_goes_on(tmp_path, bad_inputs):
-    from flows.collect import collect
+    from talkset.flows.collect import collect
 
     sources = [str(bad_inputs[k]) for k in ("corrupt", "one_frame", "nobody", "no_audio", "bad_url", "missing")]
     sources.append(str(clip("visualvoice_noisy_restaurant.mp4")))  # 1 person: rejected shot

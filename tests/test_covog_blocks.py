@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from models.audio_driver import InteractiveAudioDriver, resize_masks
-from models.audio_projection import AudioProjection
-from models.covog_config import config_from_dict, load_config
-from models.denoising_unet import DenoisingUNet, build_reference_unet
-from models.multi_pose_encoder import MultiPoseEncoder
-from models.pose_guider import PoseGuider
-from models.reference_net import ReferenceNet
+from talkset.covog.audio_driver import InteractiveAudioDriver, resize_masks
+from talkset.covog.audio_projection import AudioProjection
+from talkset.covog.config import config_from_dict, load_config
+from talkset.covog.denoising_unet import DenoisingUNet, build_reference_unet
+from talkset.covog.multi_pose_encoder import MultiPoseEncoder
+from talkset.covog.pose_guider import PoseGuider
+from talkset.covog.reference_net import ReferenceNet
 
 torch.set_num_threads(1)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.covog import CovOG, WEIGHTS
-from models.covog_config import load_config
+from talkset.covog.config import load_config
+from talkset.covog.model import WEIGHTS, CovOG
 from talkset.weights import WeightsNotFound
 
 torch.set_num_threads(1)
@@ -117,8 +117,9 @@ def real_frames(cfg, n: int = 5):
     config's H x W as the training dataset does (frames 0.2 s apart)."""
     import numpy as np
     from conftest import clip
+
     from talkset import media
-    from training.dataset import fit_transform, warp_frame
+    from talkset.training.dataset import fit_transform, warp_frame
 
     hw = (cfg.height, cfg.width)
     out = []
@@ -145,7 +146,7 @@ def test_tiny_learns_the_high_noise_end_quickly(tiny_cfg, prediction_type):
     torch.manual_seed(0)
     model = CovOG(cfg)
     params = model.trainable_parameters(1)
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)  # training.loop's tiny lr
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-2)  # talkset.training.loop's tiny lr
 
     def high_t_loss() -> float:
         with torch.no_grad():
@@ -297,7 +298,7 @@ def test_diffusers_folders_load_into_both_unets(tiny_cfg, tmp_path):
     folder -> motion modules (tiny sizes, saved with diffusers' own save_pretrained)."""
     from diffusers import MotionAdapter, UNet2DConditionModel
 
-    from models.denoising_unet import unet2d_kwargs
+    from talkset.covog.denoising_unet import unet2d_kwargs
 
     torch.manual_seed(1)
     unet = UNet2DConditionModel(**unet2d_kwargs(tiny_cfg))

@@ -1,7 +1,7 @@
 """Integration: the ``collect`` deployment on a real Prefect server with a process worker.
 
 Starts ``prefect server`` on 127.0.0.1 (free port, SQLite under a temp PREFECT_HOME) through
-:mod:`talkset.server`, creates the ``talkset-process`` work pool and the ``collect`` deployment
+:mod:`talkset.flows.server`, creates the ``talkset-process`` work pool and the ``collect`` deployment
 from ``prefect.yaml`` (``talkset deploy``), starts ``prefect worker start --pool talkset-process``,
 runs ``prefect deployment run collect/collect --watch`` on 4 s of real two-person footage and
 checks the flow run's final state on the server and the rows written. Everything it started
@@ -16,10 +16,10 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, clip, cut
-from storage.catalog import connect
-from talkset import server
+
+from talkset.flows import server
+from talkset.storage.catalog import connect
 
 pytestmark = pytest.mark.timeout(900)
 

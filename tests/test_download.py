@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.base import StageError, VideoTask, source_id_for
-from tasks.download import DownloadStage
+from talkset.items import Source, source_id_for
+from talkset.stages.base import StageError
+from talkset.stages.download import DownloadStage
 
 SERVED = "visualvoice_noisy_restaurant.mp4"
 
@@ -64,8 +65,8 @@ def server(clips_dir):
     th.join(timeout=5)
 
 
-def task_for(source: str) -> VideoTask:
-    return VideoTask(source=source, source_id=source_id_for(source))
+def task_for(source: str) -> Source:
+    return Source(url=source, source_id=source_id_for(source))
 
 
 def free_port() -> int:

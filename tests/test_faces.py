@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from talkset.media import run_ffmpeg
-from talkset.weights import WeightsNotFound
-from tasks.base import ClipTask, ShotRecord, StageError, VideoTask
-from tasks.faces import FacesStage, box_iou, fill_track, link_face_tracks
-
 from conftest import clip
+
+from talkset.items import Clip, Shot, Source
+from talkset.media import run_ffmpeg
+from talkset.stages.base import StageError
+from talkset.stages.faces import FacesStage, box_iou, fill_track, link_face_tracks
+from talkset.weights import WeightsNotFound
 
 
 def cut(src: Path, start: float, dur: float, out: Path) -> Path:
@@ -34,10 +34,10 @@ def cut(src: Path, start: float, dur: float, out: Path) -> Path:
     return out
 
 
-def clip_task(path: Path, width: int, height: int, n: int = 100) -> ClipTask:
-    v = VideoTask(source=str(path), source_id=path.stem, video_path=str(path))
-    shot = ShotRecord(source_id=path.stem, shot_idx=0, start_frame=0, end_frame=n, start_s=0.0, end_s=n / 25)
-    return ClipTask(video=v, shot=shot, clip_id=f"{path.stem}-s0000", clip_fps=25.0, video_path=str(path),
+def clip_task(path: Path, width: int, height: int, n: int = 100) -> Clip:
+    v = Source(url=str(path), source_id=path.stem, video_path=str(path))
+    shot = Shot(source_id=path.stem, shot_idx=0, start_frame=0, end_frame=n, start_s=0.0, end_s=n / 25)
+    return Clip(source=v, shot=shot, clip_id=f"{path.stem}-s0000", clip_fps=25.0, video_path=str(path),
                     width=width, height=height, num_frames=n)
 
 
@@ -62,21 +62,21 @@ def bj(tmp_path_factory, stage):
 
 
 def check_contract(ft: dict, width: int, height: int) -> None:
-    n = len(ft["frame_idx"])
-    assert ft["frame_idx"].dtype == np.int32 and np.all(np.diff(ft["frame_idx"]) == 1)
-    assert ft["boxes"].dtype == np.float32 and ft["boxes"].shape == (n, 4)
-    assert ft["scores"].dtype == np.float32 and ft["scores"].shape == (n,)
-    assert ft["landmarks"].dtype == np.float32 and ft["landmarks"].shape == (n, 5, 2)
-    b = ft["boxes"]
+    n = len(ft.frame_idx)
+    assert ft.frame_idx.dtype == np.int32 and np.all(np.diff(ft.frame_idx) == 1)
+    assert ft.boxes.dtype == np.float32 and ft.boxes.shape == (n, 4)
+    assert ft.scores.dtype == np.float32 and ft.scores.shape == (n,)
+    assert ft.landmarks.dtype == np.float32 and ft.landmarks.shape == (n, 5, 2)
+    b = ft.boxes
     assert np.all(b[:, 0] >= 0) and np.all(b[:, 1] >= 0)
     assert np.all(b[:, 2] <= width) and np.all(b[:, 3] <= height)
     assert np.all(b[:, 2] > b[:, 0]) and np.all(b[:, 3] > b[:, 1])
     # detected frames carry YuNet scores >= the threshold, interpolated frames 0
-    assert np.all(ft["scores"][ft["detected"]] >= 0.8)
-    assert np.all(ft["scores"][~ft["detected"]] == 0)
+    assert np.all(ft.scores[ft.detected] >= 0.8)
+    assert np.all(ft.scores[~ft.detected] == 0)
     # the nose landmark lies inside its face box, grown by 10% of its size (a profile's nose tip
     # can sit just past the box edge: 0.7 px on the blackjournal interviewer), on every frame
-    nose = ft["landmarks"][:, 2]
+    nose = ft.landmarks[:, 2]
     mx = 0.1 * (b[:, 2] - b[:, 0])
     my = 0.1 * (b[:, 3] - b[:, 1])
     inside = (nose[:, 0] > b[:, 0] - mx) & (nose[:, 0] < b[:, 2] + mx)
@@ -85,38 +85,38 @@ def check_contract(ft: dict, width: int, height: int) -> None:
 
 
 def test_split_screen_two_face_tracks(vv):
-    faces = vv.annotations["faces"]
+    faces = vv.face_tracks
     assert len(faces) == 2
     for ft in faces:
         check_contract(ft, 1280, 720)
-        assert len(ft["frame_idx"]) >= 95
-        assert ft["detected"].sum() >= 90
-        w = ft["boxes"][:, 2] - ft["boxes"][:, 0]
-        h = ft["boxes"][:, 3] - ft["boxes"][:, 1]
+        assert len(ft.frame_idx) >= 95
+        assert ft.detected.sum() >= 90
+        w = ft.boxes[:, 2] - ft.boxes[:, 0]
+        h = ft.boxes[:, 3] - ft.boxes[:, 1]
         assert 140 < w.min() and w.max() < 240, (w.min(), w.max())
         assert 180 < h.min() and h.max() < 330, (h.min(), h.max())
-    cx = sorted(float(np.mean(ft["boxes"][:, [0, 2]])) for ft in faces)
+    cx = sorted(float(np.mean(ft.boxes[:, [0, 2]])) for ft in faces)
     assert cx[0] < 640 < cx[1]
-    assert [ft["face_track_id"] for ft in faces] == [0, 1]
+    assert [ft.face_track_id for ft in faces] == [0, 1]
     assert vv.models["faces"].startswith("YuNet face_detection_yunet_2026may.onnx (OpenCV 4.11")
 
 
 def test_blackjournal_guest_tracked(bj):
-    faces = bj.annotations["faces"]
+    faces = bj.face_tracks
     for ft in faces:
         check_contract(ft, 480, 360)
-    right = [ft for ft in faces if np.mean(ft["boxes"][:, [0, 2]]) > 240]
-    left = [ft for ft in faces if np.mean(ft["boxes"][:, [0, 2]]) <= 240]
-    assert len(right) == 1, [(ft["frame_idx"][0], ft["boxes"][0]) for ft in faces]
+    right = [ft for ft in faces if np.mean(ft.boxes[:, [0, 2]]) > 240]
+    left = [ft for ft in faces if np.mean(ft.boxes[:, [0, 2]]) <= 240]
+    assert len(right) == 1, [(ft.frame_idx[0], ft.boxes[0]) for ft in faces]
     guest = right[0]
-    assert len(guest["frame_idx"]) >= 90
-    assert guest["detected"].sum() >= 75
-    assert guest["detected"].sum() < len(guest["frame_idx"])  # some frames were interpolated (86/100 measured)
-    w = guest["boxes"][:, 2] - guest["boxes"][:, 0]
-    h = guest["boxes"][:, 3] - guest["boxes"][:, 1]
+    assert len(guest.frame_idx) >= 90
+    assert guest.detected.sum() >= 75
+    assert guest.detected.sum() < len(guest.frame_idx)  # some frames were interpolated (86/100 measured)
+    w = guest.boxes[:, 2] - guest.boxes[:, 0]
+    h = guest.boxes[:, 3] - guest.boxes[:, 1]
     assert 25 < w.min() and w.max() < 60 and 28 < h.min() and h.max() < 65
     # the interviewer (profile / 3/4 from behind) is found as well on this cut: one left track
-    assert len(left) == 1 and len(left[0]["frame_idx"]) >= 90
+    assert len(left) == 1 and len(left[0].frame_idx) >= 90
 
 
 def test_gaps_interpolated_and_long_gaps_split(stage, vv):

@@ -1,4 +1,4 @@
-"""Light-ASD (models/light_asd.py) on the real checkpoints and a real face track."""
+"""Light-ASD (talkset/annotators/light_asd.py) on the real checkpoints and a real face track."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from conftest import WEIGHTS, clip
-from models import light_asd
-from models.light_asd import LightASD
+
 from talkset import media
+from talkset.annotators import light_asd
+from talkset.annotators.light_asd import LightASD
 
 CKPTS = ["light-asd_finetuning_TalkSet.model", "light-asd_pretrain_AVA_CVPR.model"]
 

@@ -25,7 +25,7 @@ def _exact_moments(n: int, mean: np.ndarray, cov: np.ndarray, seed: int) -> np.n
 
 
 def test_frechet_distance_matches_closed_form_for_diagonal_gaussians():
-    from training.fvd import frechet_distance, gaussian_stats
+    from talkset.training.fvd import frechet_distance, gaussian_stats
 
     d = 6
     mu1, mu2 = np.arange(d, dtype=float), np.arange(d, dtype=float)[::-1] * 0.5
@@ -42,7 +42,7 @@ def test_frechet_distance_matches_closed_form_for_diagonal_gaussians():
 
 
 def test_frechet_distance_is_rotation_invariant_and_matches_1d_formula():
-    from training.fvd import frechet_distance, frechet_distance_stats
+    from talkset.training.fvd import frechet_distance, frechet_distance_stats
 
     rng = np.random.default_rng(3)
     q, _ = np.linalg.qr(rng.standard_normal((4, 4)))
@@ -59,15 +59,15 @@ def test_frechet_distance_is_rotation_invariant_and_matches_1d_formula():
 
 
 def test_i3d_missing_file_is_a_clear_error(tmp_path):
+    from talkset.training.fvd import I3DFeatures
     from talkset.weights import WeightsNotFound
-    from training.fvd import I3DFeatures
 
     with pytest.raises(WeightsNotFound, match=f"I3D detector not found at {tmp_path}/i3d_torchscript.pt"):
         I3DFeatures(tmp_path / "i3d_torchscript.pt")
 
 
 def test_identical_clips_give_ssim_1_and_capped_psnr():
-    from training.metrics import PSNR_CAP, clip_metrics
+    from talkset.training.metrics import PSNR_CAP, clip_metrics
 
     g = torch.Generator().manual_seed(0)
     clip = torch.rand(5, 3, 48, 64, generator=g)
@@ -77,7 +77,7 @@ def test_identical_clips_give_ssim_1_and_capped_psnr():
 
 
 def test_psnr_matches_hand_computation():
-    from training.metrics import clip_metrics, psnr_frames
+    from talkset.training.metrics import clip_metrics, psnr_frames
 
     grey = torch.full((3, 3, 32, 32), 0.5)
     assert psnr_frames(grey, grey + 0.1).tolist() == pytest.approx([20.0] * 3, abs=1e-4)  # MSE 0.01
@@ -95,7 +95,7 @@ def test_psnr_matches_hand_computation():
 def test_ssim_agrees_with_scikit_image():
     from skimage.metrics import structural_similarity
 
-    from training.metrics import ssim_frames
+    from talkset.training.metrics import ssim_frames
 
     g = torch.Generator().manual_seed(2)
     a = torch.rand(2, 3, 64, 64, generator=g)

@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import clip
 
 from talkset import media
-from tasks.base import ClipTask, ShotRecord, StageError, Track, VideoTask
-from tasks.people import PeopleStage, camera_motion
-from conftest import clip
+from talkset.items import Clip, PersonTrack, Shot, Source
+from talkset.stages.base import StageError
+from talkset.stages.people import PeopleStage, camera_motion
 
 CUT_S = 11.378
 BJ_END_S = 73.007
 
 
-def make_task(path, start_s: float, end_s: float | None, shot_idx: int = 0) -> ClipTask:
+def make_task(path, start_s: float, end_s: float | None, shot_idx: int = 0) -> Clip:
     if end_s is None:
         end_s = media.probe(path).duration_s
-    video = VideoTask(source=str(path), source_id="test", video_path=str(path))
-    shot = ShotRecord("test", shot_idx, 0, 0, start_s, end_s)
-    return ClipTask(video=video, shot=shot, clip_id=f"test-s{shot_idx:04d}", clip_fps=25.0)
+    video = Source(url=str(path), source_id="test", video_path=str(path))
+    shot = Shot("test", shot_idx, 0, 0, start_s, end_s)
+    return Clip(source=video, shot=shot, clip_id=f"test-s{shot_idx:04d}", clip_fps=25.0)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def stage() -> PeopleStage:
 
 
 @pytest.fixture(scope="module")
-def two_shot(stage, blackjournal) -> ClipTask:
+def two_shot(stage, blackjournal) -> Clip:
     # first 20 s of the static two-shot (500 clip frames)
     return stage.process(make_task(blackjournal, CUT_S, CUT_S + 20.0, shot_idx=1))
 
@@ -46,7 +47,7 @@ def test_closeup_shot_rejected_for_one_person(stage, blackjournal):
     assert task.shot.kept is False
     assert task.shot.reason == "people=1"
     assert task.shot.num_people == 1
-    assert task.tracks == []
+    assert task.person_tracks == []
     assert task.models["people"] == "yolo11n-pose.pt (ultralytics 8.4.190) + bytetrack"
 
 
@@ -55,10 +56,10 @@ def test_two_shot_kept_with_two_people(stage, two_shot):
     n = 500
     assert task.shot.kept is True and task.shot.reason == ""
     assert task.shot.num_people == 2
-    assert [t.track_id for t in task.tracks] == [0, 1]
+    assert [t.track_id for t in task.person_tracks] == [0, 1]
     centres = []
-    for tr in task.tracks:
-        assert isinstance(tr, Track)
+    for tr in task.person_tracks:
+        assert isinstance(tr, PersonTrack)
         assert tr.frame_idx.dtype == np.int32 and tr.boxes.dtype == np.float32
         assert tr.boxes.shape == (len(tr), 4) and tr.scores.shape == (len(tr),)
         assert tr.body_kpts.shape == (len(tr), 17, 3) and tr.body_kpts.dtype == np.float32
@@ -103,7 +104,7 @@ def test_one_person_restaurant_rejected(stage):
     task = stage.process(make_task(clip("visualvoice_noisy_restaurant.mp4"), 0.0, None))
     assert task.shot.kept is False
     assert task.shot.reason == "people=1"
-    assert task.tracks == []
+    assert task.person_tracks == []
     assert task.shot.camera_motion is not None and task.shot.camera_motion < stage.max_camera_motion / 3
 
 
@@ -118,7 +119,7 @@ def test_synthetic_pan_rejected_for_camera_motion(stage, blackjournal, tmp_path)
     assert task.shot.reason.startswith("camera_motion=")
     assert task.shot.camera_motion > stage.max_camera_motion
     assert task.shot.reason == f"camera_motion={task.shot.camera_motion:.4f}"
-    assert task.tracks == []
+    assert task.person_tracks == []
 
 
 def test_synthetic_zoom_measured_above_threshold(tmp_path):
@@ -140,6 +141,6 @@ def test_empty_shot_and_missing_video_are_stage_errors(stage, blackjournal):
     with pytest.raises(StageError, match="after the end"):
         stage.process(make_task(blackjournal, 80.0, 81.0))
     task = make_task(blackjournal, 20.0, 21.0)
-    task.video.video_path = None
+    task.source.video_path = None
     with pytest.raises(StageError, match="no video_path"):
         stage.process(task)

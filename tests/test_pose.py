@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from models import wholebody as wb
-from talkset.media import run_ffmpeg
-from tasks.base import ClipTask, ShotRecord, StageError, Track, VideoTask
-from tasks.people import PeopleStage
-from tasks.pose import PoseStage
-
 from conftest import clip
+
+from talkset import wholebody as wb
+from talkset.items import Clip, PersonTrack, Shot, Source
+from talkset.media import run_ffmpeg
+from talkset.stages.base import StageError
+from talkset.stages.people import PeopleStage
+from talkset.stages.pose import PoseStage
 
 
 def _cut(src, start_s: float, dst) -> str:
@@ -20,12 +20,12 @@ def _cut(src, start_s: float, dst) -> str:
     return str(dst)
 
 
-def _tracked(path: str, clip_id: str) -> ClipTask:
-    video = VideoTask(source=path, source_id=clip_id, video_path=path)
-    shot = ShotRecord(source_id=clip_id, shot_idx=0, start_frame=0, end_frame=50, start_s=0.0, end_s=2.0)
-    task = ClipTask(video=video, shot=shot, clip_id=clip_id, clip_fps=25.0, video_path=path)
+def _tracked(path: str, clip_id: str) -> Clip:
+    video = Source(url=path, source_id=clip_id, video_path=path)
+    shot = Shot(source_id=clip_id, shot_idx=0, start_frame=0, end_frame=50, start_s=0.0, end_s=2.0)
+    task = Clip(source=video, shot=shot, clip_id=clip_id, clip_fps=25.0, video_path=path)
     task = PeopleStage(max_camera_motion=1.0).process(task)  # only the tracks matter here
-    assert task.shot.kept and len(task.tracks) == 2, (task.shot.reason, len(task.tracks))
+    assert task.shot.kept and len(task.person_tracks) == 2, (task.shot.reason, len(task.person_tracks))
     return task
 
 
@@ -49,13 +49,13 @@ def _conf(kp, idx, thr=0.3):
 
 def test_output_layout_and_zero_slots(blackjournal_pose):
     task = blackjournal_pose
-    pose = task.annotations["pose"]
-    assert set(pose) == {t.track_id for t in task.tracks}
+    pose = task.poses
+    assert set(pose) == {t.track_id for t in task.person_tracks}
     assert task.models["pose"].startswith("mediapipe 0.10.21")
-    for tr in task.tracks:
+    for tr in task.person_tracks:
         p = pose[tr.track_id]
-        assert p["frame_idx"].dtype == np.int32 and np.array_equal(p["frame_idx"], tr.frame_idx)
-        kp = p["keypoints"]
+        assert p.frame_idx.dtype == np.int32 and np.array_equal(p.frame_idx, tr.frame_idx)
+        kp = p.keypoints
         assert kp.dtype == np.float32 and kp.shape == (len(tr), 133, 3)
         assert np.isfinite(kp).all()
         assert kp[..., 2].min() >= 0 and kp[..., 2].max() <= 1.0
@@ -66,8 +66,8 @@ def test_output_layout_and_zero_slots(blackjournal_pose):
 
 def test_body_keypoints_lie_in_the_box(blackjournal_pose):
     task = blackjournal_pose
-    for tr in task.tracks:
-        kp = task.annotations["pose"][tr.track_id]["keypoints"]
+    for tr in task.person_tracks:
+        kp = task.poses[tr.track_id].keypoints
         b = tr.boxes
         w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
         ok = kp[:, :17, 2] >= 0.3
@@ -80,8 +80,8 @@ def test_body_keypoints_lie_in_the_box(blackjournal_pose):
 
 def test_guest_face_hands_and_sides(blackjournal_pose):
     task = blackjournal_pose
-    guest = task.tracks[1]  # ids are left to right: 1 is the guest on the right, facing the camera
-    kp = task.annotations["pose"][guest.track_id]["keypoints"]
+    guest = task.person_tracks[1]  # ids are left to right: 1 is the guest on the right, facing the camera
+    kp = task.poses[guest.track_id].keypoints
     b = guest.boxes
     face = kp[:, wb.FACE]
     found = (face[..., 2] > 0).all(axis=1)
@@ -114,8 +114,8 @@ def test_guest_face_hands_and_sides(blackjournal_pose):
 def test_split_screen_each_person_gets_a_face(interview_pose):
     task = interview_pose
     xs = []
-    for tr in task.tracks:
-        kp = task.annotations["pose"][tr.track_id]["keypoints"]
+    for tr in task.person_tracks:
+        kp = task.poses[tr.track_id].keypoints
         found = (kp[:, wb.FACE, 2] > 0).all(axis=1)
         assert found.mean() >= 0.9, (tr.track_id, found.mean())
         face_x = kp[found][:, wb.FACE, 0].mean(axis=1)
@@ -127,11 +127,11 @@ def test_split_screen_each_person_gets_a_face(interview_pose):
 
 def test_frame_stride_copies_nearest_estimated_frame(blackjournal_pose):
     task = blackjournal_pose
-    tr = task.tracks[1]
-    sub = ClipTask(video=task.video, shot=task.shot, clip_id=task.clip_id, clip_fps=25.0,
+    tr = task.person_tracks[1]
+    sub = Clip(source=task.source, shot=task.shot, clip_id=task.clip_id, clip_fps=25.0,
                    video_path=task.video_path,
-                   tracks=[Track(tr.track_id, tr.frame_idx[:10], tr.boxes[:10], tr.scores[:10], tr.body_kpts[:10])])
-    out = PoseStage(frame_stride=4).process(sub).annotations["pose"][tr.track_id]["keypoints"]
+                   person_tracks=[PersonTrack(tr.track_id, tr.frame_idx[:10], tr.boxes[:10], tr.scores[:10], tr.body_kpts[:10])])
+    out = PoseStage(frame_stride=4).process(sub).poses[tr.track_id].keypoints
     assert out.shape == (10, 133, 3)
     for r, src in ((1, 0), (2, 0), (3, 4), (5, 4), (7, 8), (9, 8)):
         assert np.array_equal(out[r], out[src])
@@ -140,14 +140,14 @@ def test_frame_stride_copies_nearest_estimated_frame(blackjournal_pose):
 
 def test_bad_input_is_a_stage_error(tmp_path, blackjournal_pose):
     task = blackjournal_pose
-    missing = ClipTask(video=task.video, shot=task.shot, clip_id="x", clip_fps=25.0,
-                       video_path=str(tmp_path / "nope.mp4"), tracks=task.tracks)
+    missing = Clip(source=task.source, shot=task.shot, clip_id="x", clip_fps=25.0,
+                       video_path=str(tmp_path / "nope.mp4"), person_tracks=task.person_tracks)
     with pytest.raises(StageError, match="does not exist"):
         PoseStage().process(missing)
-    tr = task.tracks[0]
-    late = Track(0, tr.frame_idx + 1000, tr.boxes, tr.scores, tr.body_kpts)
-    wrong = ClipTask(video=task.video, shot=task.shot, clip_id="y", clip_fps=25.0,
-                     video_path=task.video_path, tracks=[late])
+    tr = task.person_tracks[0]
+    late = PersonTrack(0, tr.frame_idx + 1000, tr.boxes, tr.scores, tr.body_kpts)
+    wrong = Clip(source=task.source, shot=task.shot, clip_id="y", clip_fps=25.0,
+                     video_path=task.video_path, person_tracks=[late])
     with pytest.raises(StageError, match="do not belong"):
         PoseStage().process(wrong)
     with pytest.raises(ValueError):

@@ -12,7 +12,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.pose_onnx import OnnxWholeBody, box_to_center_scale, decode_simcc  # noqa: E402
+from talkset.annotators.pose_onnx import (  # noqa: E402
+    OnnxWholeBody,
+    box_to_center_scale,
+    decode_simcc,
+)
 from talkset.weights import WeightsNotFound  # noqa: E402
 
 K = 133
@@ -125,8 +129,8 @@ def test_pose_stage_with_the_onnx_backend(spot_onnx, tmp_path):
     and the detector's body keypoints replace the model's where prefer_yolo_body is set."""
     import cv2
 
-    from tasks.base import ClipTask, ShotRecord, Track, VideoTask
-    from tasks.pose import PoseStage
+    from talkset.items import Clip, PersonTrack, Shot, Source
+    from talkset.stages.pose import PoseStage
 
     path = tmp_path / "spot.avi"
     spots = [(300.0, 250.0), (320.0, 240.0), (340.0, 260.0)]
@@ -140,16 +144,17 @@ def test_pose_stage_with_the_onnx_backend(spot_onnx, tmp_path):
     box = np.array([200.0, 100.0, 440.0, 420.0], np.float32)
     body = np.zeros((3, 17, 3), np.float32)
     body[:, 5] = (111.0, 222.0, 0.9)  # a confident detector keypoint (left shoulder)
-    tr = Track(7, np.arange(3, dtype=np.int32), np.tile(box, (3, 1)), np.ones(3, np.float32), body)
-    video = VideoTask(source=str(path), source_id="spot", video_path=str(path))
-    shot = ShotRecord("spot", 0, 0, 3, 0.0, 0.12)
-    task = ClipTask(video=video, shot=shot, clip_id="spot-s0000", clip_fps=25.0, video_path=str(path), tracks=[tr])
+    tr = PersonTrack(7, np.arange(3, dtype=np.int32), np.tile(box, (3, 1)), np.ones(3, np.float32), body)
+    video = Source(url=str(path), source_id="spot", video_path=str(path))
+    shot = Shot("spot", 0, 0, 3, 0.0, 0.12)
+    task = Clip(source=video, shot=shot, clip_id="spot-s0000", clip_fps=25.0, video_path=str(path), person_tracks=[tr])
 
     stage = PoseStage(backend="onnx", model=str(spot_onnx), prefer_yolo_body=True)
-    out = stage.process(task).annotations["pose"][7]
-    assert task.models["pose"].startswith("onnx spotnet_384x288.onnx")
-    kp = out["keypoints"]
-    assert kp.shape == (3, 133, 3) and np.array_equal(out["frame_idx"], [0, 1, 2])
+    result = stage.process(task)
+    out = result.poses[7]
+    assert result.models["pose"].startswith("onnx spotnet_384x288.onnx")
+    kp = out.keypoints
+    assert kp.shape == (3, 133, 3) and np.array_equal(out.frame_idx, [0, 1, 2])
     _, s = box_to_center_scale(box, 288 / 384)
     per_px = s[0] / 288.0
     for k, spot in enumerate(spots):

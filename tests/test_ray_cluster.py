@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import clip, cut
-from storage.catalog import connect
+
+from talkset.storage.catalog import connect
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.usefixtures("prefect_api")]
 
@@ -42,7 +42,7 @@ def reference(sources, tmp_path_factory):
     """The 1-node output: the same sources through a fresh local Ray."""
     import ray
 
-    from flows.collect import collect
+    from talkset.flows.collect import collect
 
     assert not ray.is_initialized()
     root = tmp_path_factory.mktemp("one-node")
@@ -149,7 +149,7 @@ def assert_same_output(a, b, clip_ids=None):
 
 
 def test_two_nodes_place_actors_on_both_and_match_one_node(cluster, sources, reference, tmp_path):
-    from flows.collect import collect
+    from talkset.flows.collect import collect
 
     summary = collect(sources=sources, root=str(tmp_path), config=FAST, ray_address=cluster.address, run_id="two-node")
     node_ids = {n.node_id for n in [cluster.head_node, *cluster.worker_nodes]}
@@ -164,7 +164,7 @@ def test_two_nodes_place_actors_on_both_and_match_one_node(cluster, sources, ref
 
 
 def test_actor_killed_mid_clip_loses_and_duplicates_nothing(cluster, sources, reference, tmp_path):
-    from flows.collect import collect
+    from talkset.flows.collect import collect
 
     src = sources[0]
     cfg = {**FAST, "concurrency": {}, "max_task_retries": 2}  # one actor per stage
@@ -219,7 +219,7 @@ def test_long_source_list_keeps_sources_in_flight_bounded(cluster, sources, tmp_
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from flows.collect import collect
+    from talkset.flows.collect import collect
 
     short = cut(Path(sources[1]), tmp_path / "short.mp4", 0.0, 1.2)
     srcs = []

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from storage.catalog import connect
 from talkset.media import iter_frames, probe
+from talkset.storage.catalog import connect
 
 REPO = Path(__file__).resolve().parent.parent
 

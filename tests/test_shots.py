@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from talkset.items import Source, source_id_for
 from talkset.media import probe, run_ffmpeg
-from tasks.base import StageError, VideoTask, source_id_for
-from tasks.shots import ShotsStage, mark_short
+from talkset.stages.base import StageError
+from talkset.stages.shots import ShotsStage, mark_short
 
 SHARED = Path(os.environ.get("TALKSET_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 CLIPS = SHARED / "data" / "clips"
@@ -34,8 +35,8 @@ def shared_file(p: Path) -> Path:
     return p
 
 
-def video_task(path: Path) -> VideoTask:
-    return VideoTask(source=str(path), source_id=source_id_for(str(path)), video_path=str(path))
+def video_task(path: Path) -> Source:
+    return Source(url=str(path), source_id=source_id_for(str(path)), video_path=str(path))
 
 
 def golden_cuts(video: str, setting: str) -> list[int]:
@@ -56,7 +57,7 @@ def check_cover(shots, end_s: float) -> None:
 def test_cuts_equal_pyscenedetect_goldens(video, setting):
     path = shared_file(CLIPS / video)
     detector, threshold = SETTINGS[setting]
-    shots = ShotsStage(detector=detector, threshold=threshold).process(video_task(path))
+    shots = ShotsStage(detector=detector, threshold=threshold).process(video_task(path)).shots
     assert [s.start_frame for s in shots[1:]] == golden_cuts(video, setting)
     check_cover(shots, probe(path).duration_s)
     assert all(s.source_id == source_id_for(str(path)) for s in shots)
@@ -66,8 +67,8 @@ def test_pyav_backend_gives_the_same_shots():
     """The goldens were made with the pyav backend; the default opencv backend must agree, also
     on the variable-frame-rate file (frames on the nominal 24000/1001 timeline, same seconds)."""
     path = shared_file(CLIPS / "psd_goldeneye-vfr-drop3.mp4")
-    a = ShotsStage(backend="pyav").process(video_task(path))
-    b = ShotsStage(backend="opencv").process(video_task(path))
+    a = ShotsStage(backend="pyav").process(video_task(path)).shots
+    b = ShotsStage(backend="opencv").process(video_task(path)).shots
     assert [(s.start_frame, s.end_frame) for s in a] == [(s.start_frame, s.end_frame) for s in b]
     assert [s.start_s for s in a] == pytest.approx([s.start_s for s in b], abs=1e-5)
 
@@ -77,7 +78,7 @@ def test_expected_from_tests_json():
     exp = json.loads(shared_file(GOLDENS / "expected_from_tests.json").read_text())
     drop3 = exp["psd_goldeneye-vfr-drop3.mp4"]
     path = shared_file(CLIPS / "psd_goldeneye-vfr-drop3.mp4")
-    shots = ShotsStage().process(video_task(path))
+    shots = ShotsStage().process(video_task(path)).shots
     assert [s.start_frame for s in shots[1:]] == drop3["golden_cuts_frames_all_fast_detectors"]
     assert [round(s.start_s, 3) for s in shots[1:]] == drop3["golden_cuts_seconds"]
     # every scene of test_vfr.py's timecode list, to the millisecond
@@ -86,7 +87,7 @@ def test_expected_from_tests_json():
     assert tc == pytest.approx(want, abs=6e-4)
     # min_shot_s: 3.754 s, 5.005 s, 1.209 s shots
     assert [s.reason for s in shots] == ["", "", "too_short"]
-    assert [s.reason for s in ShotsStage(min_shot_s=4.0).process(video_task(path))] == ["too_short", "", "too_short"]
+    assert [s.reason for s in ShotsStage(min_shot_s=4.0).process(video_task(path)).shots] == ["too_short", "", "too_short"]
     assert not any(s.kept for s in shots)
 
 
@@ -98,7 +99,7 @@ def _hms(tc: str) -> float:
 @pytest.fixture(scope="module")
 def blackjournal_shots():
     path = shared_file(CLIPS / "dvscripts_blackjournal.mp4")
-    return path, ShotsStage().process(video_task(path))
+    return path, ShotsStage().process(video_task(path)).shots
 
 
 def test_blackjournal_hard_cut(blackjournal_shots):
@@ -117,7 +118,7 @@ def test_blackjournal_hard_cut(blackjournal_shots):
 
 def test_video_without_cuts_is_one_shot():
     path = shared_file(CLIPS / "visualvoice_noisy_restaurant.mp4")
-    shots = ShotsStage().process(video_task(path))
+    shots = ShotsStage().process(video_task(path)).shots
     assert len(shots) == 1
     assert (shots[0].start_frame, shots[0].end_frame) == (0, 224)
     assert shots[0].end_s == pytest.approx(8.96, abs=1e-3)
@@ -128,7 +129,7 @@ def test_one_frame_video_is_one_too_short_shot(tmp_path):
     one = tmp_path / "one_frame.mp4"
     run_ffmpeg(["-i", str(shared_file(CLIPS / "visualvoice_noisy_restaurant.mp4")), "-frames:v", "1", str(one)], "1-frame test video")
     assert probe(one).num_frames == 1
-    shots = ShotsStage().process(video_task(one))
+    shots = ShotsStage().process(video_task(one)).shots
     assert len(shots) == 1
     s = shots[0]
     assert (s.start_frame, s.end_frame, s.kept, s.reason) == (0, 1, False, "too_short")
@@ -139,6 +140,6 @@ def test_unreadable_file_is_stage_error(tmp_path):
     bad = tmp_path / "corrupt.mp4"
     bad.write_bytes(os.urandom(100_000))
     with pytest.raises(StageError, match=r"cannot decode .*corrupt\.mp4"):
-        ShotsStage().process(video_task(bad))
+        ShotsStage().process(video_task(bad)).shots
     with pytest.raises(StageError, match="run the download stage first"):
-        ShotsStage().process(VideoTask(source="x", source_id="x-0"))
+        ShotsStage().process(Source(url="x", source_id="x-0"))

@@ -7,14 +7,17 @@ faces stage (YuNet + IoU linking).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
-
 from conftest import clip
+
 from talkset import media
-from tasks.base import ClipTask, ShotRecord, StageError, VideoTask
-from tasks.faces import FacesStage
-from tasks.speaking import SpeakingStage, fuse
+from talkset.items import Clip, FaceTrack, Shot, Source
+from talkset.stages.base import StageError
+from talkset.stages.faces import FacesStage
+from talkset.stages.speaking import SpeakingStage, fuse
 
 KEYS = ("frame_idx", "asd_logit_talkset", "asd_logit_ava", "vad_prob", "speaking_score")
 
@@ -26,9 +29,9 @@ def make_clip(folder, src, start, dur, audio=None):
 
 
 def clip_task(mp4, wav, dur, faces=None):
-    task = ClipTask(
-        video=VideoTask(source=str(mp4), source_id="test"),
-        shot=ShotRecord("test", 0, 0, int(dur * 25), 0.0, dur),
+    task = Clip(
+        source=Source(url=str(mp4), source_id="test"),
+        shot=Shot("test", 0, 0, int(dur * 25), 0.0, dur),
         clip_id="test-s0000",
         clip_fps=25.0,
         video_path=str(mp4),
@@ -36,7 +39,7 @@ def clip_task(mp4, wav, dur, faces=None):
         num_frames=int(round(dur * 25)),
     )
     if faces is not None:
-        task.annotations["faces"] = faces
+        task.face_tracks = faces
     return task
 
 
@@ -50,10 +53,10 @@ def stage():
 def run_variants(stage, mp4, wavs, dur):
     faces = FacesStage()
     faces.setup()
-    tracks = faces.process(clip_task(mp4, wavs["orig"], dur)).annotations["faces"]
+    tracks = faces.process(clip_task(mp4, wavs["orig"], dur)).face_tracks
     out = {}
     for name, wav in wavs.items():
-        out[name] = stage.process(clip_task(mp4, wav, dur, tracks)).annotations["speaking"]
+        out[name] = stage.process(clip_task(mp4, wav, dur, tracks)).speaking
     return tracks, out
 
 
@@ -78,25 +81,26 @@ def debate(stage, tmp_path_factory):
 
 def by_side(tracks, speaking):
     """{"left": result, "right": result} for a split screen with one face track per half."""
-    assert len(tracks) == 2, [len(t["frame_idx"]) for t in tracks]
-    xs = {t["face_track_id"]: float(np.mean(t["boxes"][:, [0, 2]])) for t in tracks}
+    assert len(tracks) == 2, [len(t.frame_idx) for t in tracks]
+    xs = {t.face_track_id: float(np.mean(t.boxes[:, [0, 2]])) for t in tracks}
     left, right = sorted(xs, key=xs.get)
     return {"left": speaking[left], "right": speaking[right]}
 
 
 def test_columns_and_range(interview, stage):
     tracks, out = interview
-    assert set(out["orig"]) == {t["face_track_id"] for t in tracks}
+    assert set(out["orig"]) == {t.face_track_id for t in tracks}
     for t in tracks:
-        r = out["orig"][t["face_track_id"]]
-        assert set(r) == set(KEYS)
-        F = len(t["frame_idx"])
+        r = out["orig"][t.face_track_id]
+        assert {f.name for f in dataclasses.fields(r)} - {"face_track_id"} == set(KEYS)
+        F = len(t.frame_idx)
         assert F >= 130  # the face is found in (nearly) every frame of the 137-frame cut
-        np.testing.assert_array_equal(r["frame_idx"], t["frame_idx"])
+        np.testing.assert_array_equal(r.frame_idx, t.frame_idx)
         for k in KEYS[1:]:
-            assert r[k].dtype == np.float32 and r[k].shape == (F,) and np.isfinite(r[k]).all()
-        assert r["speaking_score"].min() >= -1 and r["speaking_score"].max() <= 1
-        assert 0 <= r["vad_prob"].min() and r["vad_prob"].max() <= 1
+            v = getattr(r, k)
+            assert v.dtype == np.float32 and v.shape == (F,) and np.isfinite(v).all()
+        assert r.speaking_score.min() >= -1 and r.speaking_score.max() <= 1
+        assert 0 <= r.vad_prob.min() and r.vad_prob.max() <= 1
     assert "light-asd_finetuning_TalkSet.model" in stage.model_info().values()
 
 
@@ -104,8 +108,8 @@ def test_interview_follows_who_talks(interview):
     """Original audio: the boxer (right) > 0 where he talks; the listening anchor mostly < 0."""
     tracks, out = interview
     o = by_side(tracks, out["orig"])
-    boxer, anchor = o["right"]["speaking_score"], o["left"]["speaking_score"]
-    assert np.mean(o["right"]["vad_prob"] > 0.5) > 0.9  # speech nearly all the time (measured 0.96)
+    boxer, anchor = o["right"].speaking_score, o["left"].speaking_score
+    assert np.mean(o["right"].vad_prob > 0.5) > 0.9  # speech nearly all the time (measured 0.96)
     assert np.mean(boxer > 0) > 0.9  # measured 0.96
     assert np.mean(anchor > 0) < 0.2  # measured 0.07
     assert boxer.mean() - anchor.mean() > 0.8  # measured mean +0.76 vs -0.60
@@ -116,39 +120,40 @@ def test_silence_scores_negative_for_everyone(interview, debate):
     and very different from the original (a stage scoring the same without sound has failed)."""
     for tracks, out in (interview, debate):
         for tid in out["orig"]:
-            silent = out["silent"][tid]["speaking_score"]
-            orig = out["orig"][tid]["speaking_score"]
+            silent = out["silent"][tid].speaking_score
+            orig = out["orig"][tid].speaking_score
             assert np.mean(silent < 0) >= 0.9  # measured 1.00
-            assert out["silent"][tid]["vad_prob"].max() < 0.1
-        talkers = [out["orig"][tid]["speaking_score"].mean() - out["silent"][tid]["speaking_score"].mean() for tid in out["orig"]]
+            assert out["silent"][tid].vad_prob.max() < 0.1
+        talkers = [out["orig"][tid].speaking_score.mean() - out["silent"][tid].speaking_score.mean() for tid in out["orig"]]
         assert max(talkers) > 1.5  # measured ~1.8 for the talking person(s)
     # the raw TalkSet logit alone would NOT pass: it barely moves with silence (a lip-motion detector)
     s = by_side(interview[0], interview[1]["silent"])
-    assert np.mean(s["right"]["asd_logit_talkset"] > 0) > 0.9
+    assert np.mean(s["right"].asd_logit_talkset > 0) > 0.9
 
 
 def test_foreign_speech_does_not_make_the_listener_speak(interview):
     """Another clip's speech over the cut: the silent-lips anchor stays < 0, far below the boxer."""
     tracks, out = interview
     f = by_side(tracks, out["foreign"])
-    assert np.mean(f["right"]["vad_prob"] > 0.5) > 0.6  # there is speech to be fooled by (0.80)
-    assert np.mean(f["left"]["speaking_score"] < 0) > 0.85  # measured 0.95
-    assert f["right"]["speaking_score"].mean() - f["left"]["speaking_score"].mean() > 0.6  # measured ~1.0
+    assert np.mean(f["right"].vad_prob > 0.5) > 0.6  # there is speech to be fooled by (0.80)
+    assert np.mean(f["left"].speaking_score < 0) > 0.85  # measured 0.95
+    assert f["right"].speaking_score.mean() - f["left"].speaking_score.mean() > 0.6  # measured ~1.0
 
 
 def test_debate_each_person_has_a_curve(debate):
     """Two debaters talking over each other: one face track and one curve each, both > 0 mostly."""
     tracks, out = debate
     d = by_side(tracks, out["orig"])
-    shares = {side: float(np.mean(r["speaking_score"] > 0)) for side, r in d.items()}
+    shares = {side: float(np.mean(r.speaking_score > 0)) for side, r in d.items()}
     assert shares["left"] > 0.6 and shares["right"] > 0.6, shares  # measured 0.91 / 0.99 (0-8 s)
-    assert not np.allclose(d["left"]["speaking_score"], d["right"]["speaking_score"])
+    assert not np.allclose(d["left"].speaking_score, d["right"].speaking_score)
 
 
 def test_no_faces_and_bad_input(stage, tmp_path):
     task = clip_task(tmp_path / "none.mp4", tmp_path / "none.wav", 1.0, faces=[])
-    assert stage.process(task).annotations["speaking"] == {}
-    bad = [{"face_track_id": 0, "frame_idx": np.array([0, 1, 3], np.int32), "boxes": np.zeros((3, 4), np.float32)}]
+    assert stage.process(task).speaking == {}
+    bad = [FaceTrack(face_track_id=0, frame_idx=np.array([0, 1, 3], np.int32), boxes=np.zeros((3, 4), np.float32),
+                     scores=np.zeros(3, np.float32), landmarks=np.zeros((3, 5, 2), np.float32), detected=np.ones(3, bool))]
     with pytest.raises(StageError, match="missing"):
         stage.process(clip_task(tmp_path / "none.mp4", tmp_path / "none.wav", 1.0, faces=bad))
 

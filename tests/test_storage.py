@@ -6,16 +6,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from storage.catalog import ReadOnlyError, connect, query
-from storage.writer import TMP_PREFIX, DatasetRoot, read_table
-from tasks.base import ClipTask, ShotRecord, Track, VideoTask, clip_id_for, source_id_for
-from tasks.write import WriteStage, frames_table
+from talkset.items import Alignment, Clip, PersonTrack, Shot, Source, clip_id_for, source_id_for
+from talkset.stages.write import WriteStage, frames_table
+from talkset.storage.catalog import ReadOnlyError, connect, query
+from talkset.storage.root import TMP_PREFIX, DatasetRoot, read_table
 
 
-def _task(root, shot_idx=1, n=5, with_annotations=False) -> ClipTask:
+def _task(root, shot_idx=1, n=5, with_annotations=False) -> Clip:
     sid = source_id_for("/data/interview.mp4")
-    video = VideoTask(source="/data/interview.mp4", source_id=sid, url="/data/interview.mp4", video_path=str(root / "videos" / "x.mp4"))
-    shot = ShotRecord(sid, shot_idx, 341, 2188, 11.378, 73.0, kept=True, num_people=2, camera_motion=0.001)
+    video = Source(url="/data/interview.mp4", source_id=sid, video_path=str(root / "videos" / "x.mp4"))
+    shot = Shot(sid, shot_idx, 341, 2188, 11.378, 73.0, kept=True, num_people=2, camera_motion=0.001)
     tracks = []
     for tid in range(2):
         fi = np.arange(n, dtype=np.int32) + tid  # track 1 starts one frame later
@@ -23,8 +23,8 @@ def _task(root, shot_idx=1, n=5, with_annotations=False) -> ClipTask:
         kp = np.zeros((n, 17, 3), np.float32)
         kp[:, :, 0] = 50 + tid
         kp[:, :, 2] = 0.9
-        tracks.append(Track(tid, fi, boxes, np.full(n, 0.8, np.float32), kp))
-    task = ClipTask(video=video, shot=shot, clip_id=clip_id_for(sid, shot_idx), clip_fps=25.0, tracks=tracks,
+        tracks.append(PersonTrack(tid, fi, boxes, np.full(n, 0.8, np.float32), kp))
+    task = Clip(source=video, shot=shot, clip_id=clip_id_for(sid, shot_idx), clip_fps=25.0, person_tracks=tracks,
                     video_path=str(root / "clips" / "c.mp4"), audio_path=str(root / "clips" / "c.wav"),
                     width=480, height=360, num_frames=n + 1)
     if with_annotations:
@@ -33,10 +33,10 @@ def _task(root, shot_idx=1, n=5, with_annotations=False) -> ClipTask:
         fb = np.tile(np.array([30, 30, 60, 70], np.float32), (n, 1))
         fb[1] = np.nan
         kp133 = np.random.default_rng(0).random((n, 133, 3)).astype(np.float32)
-        task.annotations["align"] = {"columns": {0: {
+        task.alignment = Alignment(columns={0: {
             "keypoints": kp133, "keypoints_59": kp133[:, :59], "face_box": fb,
             "face_track_id": np.array([-1] + [3] * (n - 1), np.int32), "speaking_score": score,
-            "asd_logit_talkset": score * 2, "asd_logit_ava": score * 3, "vad_prob": np.abs(score)}}}
+            "asd_logit_talkset": score * 2, "asd_logit_ava": score * 3, "vad_prob": np.abs(score)}})
     return task
 
 
@@ -70,13 +70,13 @@ def test_commit_is_atomic_and_rerun_adds_no_duplicates(tmp_path):
     assert con.execute("SELECT count(*) FROM clips").fetchone()[0] == 1
     assert con.execute("SELECT count(*) FROM frames").fetchone()[0] == 10
     src = con.execute("SELECT DISTINCT source FROM frames").fetchall()
-    assert src == [(task.video.source_id,)]
-    meta = pq.read_schema(root.shard_path("frames", task.video.source_id, task.clip_id)).metadata
+    assert src == [(task.source.source_id,)]
+    meta = pq.read_schema(root.shard_path("frames", task.source.source_id, task.clip_id)).metadata
     assert b"talkset.models" in meta and b"talkset.run_id" in meta
     # a crash after the frames shard but before the clips shard: frames invisible, then a stray tmp
     task2 = _task(tmp_path, shot_idx=2)
-    root.write_shard("frames", task2.video.source_id, task2.clip_id, frames_table(task2))
-    (root.table_dir("clips", task2.video.source_id) / f"{TMP_PREFIX}dead-{task2.clip_id}.parquet.partial").write_bytes(b"half")
+    root.write_shard("frames", task2.source.source_id, task2.clip_id, frames_table(task2))
+    (root.table_dir("clips", task2.source.source_id) / f"{TMP_PREFIX}dead-{task2.clip_id}.parquet.partial").write_bytes(b"half")
     con = connect(tmp_path)
     assert con.execute("SELECT count(DISTINCT clip_id) FROM frames").fetchone()[0] == 1
     assert con.execute("SELECT count(*) FROM frames_all").fetchone()[0] == 20
@@ -121,7 +121,7 @@ def test_source_id_stable_and_safe():
 
 def test_frames_without_pose_are_null(tmp_path):
     task = _task(tmp_path, with_annotations=True)
-    kp = task.annotations["align"]["columns"][0]["keypoints"]
+    kp = task.alignment.columns[0]["keypoints"]
     kp[2] = np.nan
     rows = [r for r in frames_table(task).to_pylist() if r["track_id"] == 0]
     assert rows[2]["keypoints"] is None and rows[1]["keypoints"] is not None

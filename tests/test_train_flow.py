@@ -38,9 +38,9 @@ def small_root(tmp_path_factory) -> Path:
 def _train_cmd(root: Path, run_dir: Path) -> list[str]:
     code = (
         "import json, sys\n"
-        "from flows.train import train\n"
-        f"s = train(root={str(root)!r}, config='tiny', stage1_steps={STAGE1}, stage2_steps={STAGE2}, "
-        f"num_workers=2, checkpoint_every={EVERY}, run_dir={str(run_dir)!r}, resume=True)\n"
+        "from talkset.flows.train import train\n"
+        f"s = train(root={str(root)!r}, config=dict(model='tiny', stage1_steps={STAGE1}, stage2_steps={STAGE2}, "
+        f"num_workers=2, checkpoint_every={EVERY}, run_dir={str(run_dir)!r}), resume=True)\n"
         "print('SUMMARY ' + json.dumps(s, default=str), flush=True)\n"
     )
     return [sys.executable, "-c", code]
@@ -102,11 +102,11 @@ def test_train_killed_resumes_then_evaluate(small_root, tmp_path):
     print(f"\ntrain: resumed at step {s['resumed_from']} (checkpoints at kill {on_disk}); "
           f"loss first-20 mean {first:.4f} -> last-20 mean {last:.4f}; {s['seconds_per_step']:.3f} s/step")
 
-    from flows.evaluate import evaluate
-    from training.splits import read_splits
+    from talkset.flows.evaluate import evaluate
+    from talkset.training.splits import read_splits
 
     missing_i3d = tmp_path / "i3d_torchscript.pt"
-    ev = evaluate(str(small_root), str(run_path), split="test", i3d_path=str(missing_i3d), num_steps=4, max_frames=8)
+    ev = evaluate(str(small_root), str(run_path), config=dict(split="test", i3d_path=str(missing_i3d), num_steps=4, max_frames=8))
     held_out = sorted(c for c, sp in read_splits(small_root).items() if sp != "train")
     assert sorted(r["clip_id"] for r in ev["clips"]) == held_out and len(held_out) == 3
     assert ev["step"] == STAGE1 + STAGE2
@@ -116,7 +116,7 @@ def test_train_killed_resumes_then_evaluate(small_root, tmp_path):
         # saturated noise, what the untrained model drew, scored ~3.5 dB
         assert -1.0 < r["ssim"] < 0.99 and 5.0 < r["psnr"] < 40.0, r
     assert ev["fvd"] is None and ev["fvd_message"] == f"FVD skipped: no I3D at {missing_i3d}"
-    from storage.catalog import connect
+    from talkset.storage.catalog import connect
 
     rows = connect(small_root).execute(
         f"SELECT clip_id, split, ssim, psnr, fvd FROM read_parquet('{small_root}/tables/eval/**/{ev['eval_id']}.parquet', "
@@ -127,4 +127,4 @@ def test_train_killed_resumes_then_evaluate(small_root, tmp_path):
     print("evaluate: " + ", ".join(f"{r[0]} ({r[1]}) SSIM {r[2]:.4f} PSNR {r[3]:.2f}" for r in rows))
     # an ablation is its own training run: evaluating this checkpoint as --no-mpe is refused
     with pytest.raises(ValueError, match="trained with use_mpe=True"):
-        evaluate(str(small_root), str(run_path), use_mpe=False, max_frames=4, num_steps=1)
+        evaluate(str(small_root), str(run_path), config=dict(use_mpe=False, max_frames=4, num_steps=1))

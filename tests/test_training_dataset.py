@@ -1,4 +1,4 @@
-"""training.dataset / splits / audio_features on a small real dataset root.
+"""talkset.training.dataset / splits / audio_features on a small real dataset root.
 
 The root is built from real footage (../shared/data/clips) with the project's own pieces: ffmpeg
 cuts 25 fps clips + 16 kHz WAVs, the people stage (YOLO11n-pose + ByteTrack) finds the person
@@ -44,11 +44,11 @@ def _energy_speaking(wav: np.ndarray, n: int) -> np.ndarray:
 
 def build_small_root(base: Path) -> Path:
     """Build (once; reused when ``base/READY`` exists) a dataset root of 4 real clips."""
-    from storage.writer import DatasetRoot
     from talkset import media
-    from tasks.base import ClipTask, ShotRecord, VideoTask, clip_id_for, source_id_for
-    from tasks.people import PeopleStage
-    from tasks.write import WriteStage
+    from talkset.items import Alignment, Clip, Shot, Source, clip_id_for, source_id_for
+    from talkset.stages.people import PeopleStage
+    from talkset.stages.write import WriteStage
+    from talkset.storage.root import DatasetRoot
 
     root = base / "root"
     if (base / "READY").is_file():
@@ -74,18 +74,18 @@ def build_small_root(base: Path) -> Path:
                           str(wav)], "fixture audio")
         pr = media.probe(mp4)
         n = int(round((t1 - t0) * FPS))
-        video = VideoTask(source=str(src), source_id=sid, video_path=str(mp4))
-        shot = ShotRecord(sid, k, int(t0 * FPS), int(t1 * FPS), 0.0, t1 - t0)
-        task = ClipTask(video=video, shot=shot, clip_id=cid, clip_fps=FPS)
+        video = Source(url=str(src), source_id=sid, video_path=str(mp4))
+        shot = Shot(sid, k, int(t0 * FPS), int(t1 * FPS), 0.0, t1 - t0)
+        task = Clip(source=video, shot=shot, clip_id=cid, clip_fps=FPS)
         task = people.process(task)
-        assert shot.kept and len(task.tracks) == 2, (cid, shot.reason, len(task.tracks))
+        assert task.shot.kept and len(task.person_tracks) == 2, (cid, task.shot.reason, len(task.person_tracks))
         task.video_path, task.audio_path = str(mp4), str(wav)
         task.width, task.height, task.num_frames = pr.width, pr.height, n
-        shot.start_s, shot.end_s = t0, t1
+        task.shot.start_s, task.shot.end_s = t0, t1
         if i == SPEAKING_CLIP:
             sp = _energy_speaking(media.read_audio(wav), n)
-            tr = task.tracks[0]
-            task.annotations["align"] = {"columns": {0: {"speaking_score": sp[np.clip(tr.frame_idx, 0, n - 1)]}}}
+            tr = task.person_tracks[0]
+            task.alignment = Alignment(columns={0: {"speaking_score": sp[np.clip(tr.frame_idx, 0, n - 1)]}})
         WriteStage(root=str(root), run_id="fixture").process(task)
     (base / "READY").write_text("ok")
     return root
@@ -97,13 +97,13 @@ def small_root(tmp_path_factory) -> Path:
 
 
 def _spec():
-    from training.dataset import SampleSpec
+    from talkset.training.dataset import SampleSpec
 
     return SampleSpec(height=72, width=128, num_frames=4, max_people=3, audio_layers=2, audio_dim=16)
 
 
 def test_splits_are_deterministic_and_hold_out_a_source(small_root):
-    from training.splits import clips_in, make_splits, read_splits, splits_path
+    from talkset.training.splits import clips_in, make_splits, read_splits, splits_path
 
     t1 = make_splits(small_root, seed=0, write=False).to_pydict()
     t2 = make_splits(small_root, seed=0).to_pydict()
@@ -125,8 +125,8 @@ def test_splits_are_deterministic_and_hold_out_a_source(small_root):
 
 
 def test_dataset_window_shapes_values_and_alignment(small_root):
-    from storage.catalog import connect
-    from training.dataset import TalkingClipDataset
+    from talkset.storage.catalog import connect
+    from talkset.training.dataset import TalkingClipDataset
 
     spec = _spec()
     ds = TalkingClipDataset(small_root, spec)
@@ -178,8 +178,8 @@ def test_dataset_window_shapes_values_and_alignment(small_root):
 
 
 def test_dataset_speaking_scores_round_trip(small_root):
-    from storage.catalog import connect
-    from training.dataset import TalkingClipDataset
+    from talkset.storage.catalog import connect
+    from talkset.training.dataset import TalkingClipDataset
 
     spec = _spec()
     con = connect(small_root)
@@ -199,7 +199,7 @@ def test_dataset_speaking_scores_round_trip(small_root):
 
 def test_logmel_audio_features_follow_the_audio(small_root):
     from talkset import media
-    from training.audio_features import LogMelFeatures, audio_extractor
+    from talkset.training.audio_features import LogMelFeatures, audio_extractor
     from talkset.weights import WeightsNotFound
 
     wav_path = next((small_root / "clips").glob("*.wav"))
@@ -228,7 +228,7 @@ def test_wav2vec2_features_from_a_local_folder(small_root, tmp_path):
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     from talkset import media
-    from training.audio_features import Wav2Vec2Features, audio_extractor
+    from talkset.training.audio_features import Wav2Vec2Features, audio_extractor
 
     torch.manual_seed(0)
     cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,

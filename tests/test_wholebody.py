@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import wholebody as wb
+from talkset import wholebody as wb
 
 
 def test_layout_slices_cover_133_once():

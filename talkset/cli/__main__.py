@@ -1,0 +1,5 @@
+import sys
+
+from talkset.cli import main
+
+sys.exit(main())

@@ -1,0 +1,430 @@
+"""The ``collect`` flow: sources -> download -> shots -> people -> clip -> (pose, faces, speaking,
+align) -> write, as in the MIT paper's collection pipeline (Sec. 3.1).
+
+Orchestration: a Prefect 3 flow. Each source is a Prefect task run (``source:<id>``) with a nested
+``download`` task run that Prefect retries with exponential backoff; the stages themselves run as
+Ray actors (:mod:`talkset.flows.runner`) that declare their resources and load their models once. Sources
+move through the stages concurrently (``max_sources_in_flight``) and the shots of one source too
+(``max_shots_in_flight``): a video's shots are annotated while the next video downloads. The
+number of flow threads bounds in-flight work per stage (backpressure).
+
+Failures never stop the run: a stage error on a source, shot or clip becomes a ``failures`` row
+and the rest goes on. Re-running with the same root resumes: committed clips are skipped, stray
+temporary files are removed, and nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from talkset import env
+
+env.configure(threads=None)
+
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.tasks import exponential_backoff  # noqa: E402
+
+from talkset.config import CollectConfig  # noqa: E402
+from talkset.flows.runner import StagePool, init_ray  # noqa: E402
+from talkset.items import Clip, Shot, Source, clip_id_for, source_id_for  # noqa: E402
+from talkset.stages.base import StageError  # noqa: E402
+from talkset.storage.root import DatasetRoot  # noqa: E402
+
+log = logging.getLogger("talkset.collect")
+
+ANNOTATION_STAGES = ("pose", "faces", "speaking", "align")
+
+
+def build_stages(cfg: CollectConfig, run_id: str) -> dict[str, Any]:
+    """Stage instances for a run, in pipeline order (annotation stages only when
+    ``cfg.annotate``)."""
+    from talkset.stages.clip import ClipStage
+    from talkset.stages.download import DownloadStage
+    from talkset.stages.people import PeopleStage
+    from talkset.stages.shots import ShotsStage
+    from talkset.stages.write import WriteStage
+
+    stages: dict[str, Any] = {
+        "download": DownloadStage(root=cfg.root, timeout_s=cfg.download_timeout_s),
+        "shots": ShotsStage(detector=cfg.detector, threshold=cfg.threshold, min_shot_s=cfg.min_shot_s),
+        "people": PeopleStage(
+            weights=cfg.yolo_weights,
+            conf=cfg.person_conf,
+            imgsz=cfg.track_imgsz,
+            min_people=cfg.min_people,
+            max_people=cfg.max_people,
+            presence_frac=cfg.presence_frac,
+            min_box_frac=cfg.min_box_frac,
+            **({"max_camera_motion": cfg.max_camera_motion} if cfg.max_camera_motion is not None else {}),
+        ),
+        "clip": ClipStage(root=cfg.root, fps=cfg.clip_fps, audio_rate=cfg.audio_rate, crf=cfg.crf),
+    }
+    if cfg.annotate:
+        from talkset.stages.align import AlignStage
+        from talkset.stages.faces import FacesStage
+        from talkset.stages.pose import PoseStage
+        from talkset.stages.speaking import SpeakingStage
+
+        stages["pose"] = PoseStage(backend=cfg.pose_backend, model=cfg.pose_model, config=cfg.pose_config)
+        stages["faces"] = FacesStage(weights=cfg.yunet_weights)
+        stages["speaking"] = SpeakingStage(talkset_weights=cfg.asd_talkset_weights, ava_weights=cfg.asd_ava_weights)
+        stages["align"] = AlignStage()
+    stages["write"] = WriteStage(root=cfg.root, run_id=run_id)
+    return stages
+
+
+@dataclass
+class RunState:
+    """Counters shared by the flow's threads (guarded by ``lock``)."""
+
+    cfg: CollectConfig
+    root: DatasetRoot
+    run_id: str
+    pools: dict[str, StagePool]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sources: int = 0
+    sources_done: int = 0
+    sources_skipped: int = 0
+    shots: int = 0
+    clips_kept: int = 0
+    clips_resumed: int = 0
+    failures: int = 0
+    per_source: list = field(default_factory=list)
+
+    def add(self, **kw: int) -> None:
+        with self.lock:
+            for k, v in kw.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    def progress(self, msg: str) -> None:
+        with self.lock:
+            line = (
+                f"[collect] sources {self.sources_done}/{self.sources} | shots {self.shots} | "
+                f"clips {self.clips_kept} | failures {self.failures} | {msg}"
+            )
+        print(line, file=sys.stderr, flush=True)
+
+
+def _fail(state: RunState, source_id: str, stage: str, item: str, error: str) -> None:
+    state.root.write_failure(source_id, stage, item, error, state.run_id)
+    state.add(failures=1)
+    state.progress(f"FAILED {stage} on {item}: {error}")
+
+
+def _process_shot(state: RunState, video: Source, shot: Shot) -> Shot:
+    """people -> clip -> annotation stages -> write, for one shot. Returns the updated record."""
+    cfg, pools = state.cfg, state.pools
+    clip_id = clip_id_for(video.source_id, shot.shot_idx)
+    row = None if shot.reason else state.root.committed_clip_row(video.source_id, clip_id)
+    if row is not None:
+        state.add(clips_resumed=1, clips_kept=1)
+        return replace(shot, kept=True, reason="", num_people=row["num_people"], camera_motion=row["camera_motion"])
+    if shot.reason:  # too_short: decided by the shots stage
+        return shot
+    item = Clip(source=video, shot=shot, clip_id=clip_id, clip_fps=cfg.clip_fps)
+    stage = "people"
+    try:
+        item = pools["people"].run(item)
+        if not item.shot.kept:
+            return item.shot
+        for stage in ("clip", *[s for s in ANNOTATION_STAGES if s in pools]):
+            item = pools[stage].run(item)
+        stage = "write"
+        pools["write"].run(item)
+    except StageError as exc:
+        _fail(state, video.source_id, stage, clip_id, exc.reason)
+        return replace(item.shot if isinstance(item, Clip) else shot, kept=False, reason=f"error:{stage}")
+    state.add(clips_kept=1)
+    state.progress(f"clip {clip_id} written ({len(item.person_tracks)} people)")
+    return item.shot
+
+
+@task(name="download", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=1))
+def download_task(pool: StagePool, video: Source) -> Source:
+    """Fetch (URL) or link (path) one source and probe it; Prefect retries with backoff."""
+    return pool.run(video)
+
+
+@task(name="source", cache_policy=NO_CACHE, task_run_name="source:{source_id}")
+def process_source(state: RunState, source: str, source_id: str) -> dict:
+    """All stages for one source; returns its summary row. Never raises for bad input."""
+    t0 = time.perf_counter()
+    summary = {"source": source, "source_id": source_id, "shots": 0, "clips": 0, "failures": 0, "status": "ok",
+               "started_at": datetime.now(timezone.utc).isoformat()}
+    try:
+        return _process_source(state, source, source_id, summary, t0)
+    finally:
+        summary["ended_at"] = datetime.now(timezone.utc).isoformat()
+
+
+def _process_source(state: RunState, source: str, source_id: str, summary: dict, t0: float) -> dict:
+    root = state.root
+    if root.source_complete(source_id):
+        n = len(root.committed_clip_ids(source_id))
+        state.add(sources_skipped=1, sources_done=1, clips_kept=n, clips_resumed=n)
+        summary.update(status="already complete", clips=n)
+        state.progress(f"{source_id}: already complete, skipped")
+        return summary
+    root.clear_failures(source_id)
+    video = Source(url=source, source_id=source_id)
+    is_url = source.startswith(("http://", "https://"))
+    try:
+        # URLs are retried with backoff (network); a local file that fails will fail again.
+        dl = download_task.with_options(retries=state.cfg.download_retries if is_url else 0)
+        video = dl(state.pools["download"], video)
+    except StageError as exc:
+        _fail(state, source_id, "download", source, exc.reason)
+        state.add(sources_done=1)
+        summary.update(status="failed: download", failures=1)
+        return summary
+    try:
+        video = state.pools["shots"].run(video)
+    except StageError as exc:
+        _fail(state, source_id, "shots", source, exc.reason)
+        state.add(sources_done=1)
+        summary.update(status="failed: shots", failures=1)
+        return summary
+    shots: list[Shot] = video.shots or []
+    state.add(shots=len(shots))
+    state.progress(f"{source_id}: {len(shots)} shots")
+    with ThreadPoolExecutor(max_workers=max(1, state.cfg.max_shots_in_flight), thread_name_prefix=f"shots-{source_id}") as ex:
+        done = list(ex.map(lambda s: _process_shot(state, video, s), shots))
+    rows = []
+    for s in done:
+        clip_id = clip_id_for(source_id, s.shot_idx) if s.kept else None
+        rows.append(
+            {
+                "shot_idx": s.shot_idx,
+                "start_frame": s.start_frame,
+                "end_frame": s.end_frame,
+                "start_s": s.start_s,
+                "end_s": s.end_s,
+                "kept": bool(s.kept),
+                "reason": s.reason,
+                "num_people": s.num_people,
+                "camera_motion": s.camera_motion,
+                "clip_id": clip_id,
+                "run_id": state.run_id,
+            }
+        )
+    root.write_shard("shots", source_id, "shots", rows, {"run_id": state.run_id, "source": source})
+    state.add(sources_done=1)
+    summary.update(
+        shots=len(rows),
+        clips=sum(r["kept"] for r in rows),
+        failures=sum(r["reason"].startswith("error:") for r in rows),
+        seconds=round(time.perf_counter() - t0, 2),
+    )
+    state.progress(f"{source_id}: done ({summary['clips']} clips)")
+    return summary
+
+
+def read_sources(sources: list[str] | None = None, sources_file: str | None = None) -> list[str]:
+    """Sources from arguments and/or a file (one per line; ``#`` comments and blanks ignored).
+    Local paths are made absolute; duplicates are dropped keeping order."""
+    out: list[str] = []
+    for s in list(sources or []):
+        out.append(s)
+    if sources_file:
+        for line in Path(sources_file).read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                out.append(line)
+    norm = []
+    for s in out:
+        if not s.startswith(("http://", "https://")):
+            s = str(Path(s).expanduser().resolve())
+        if s not in norm:
+            norm.append(s)
+    return norm
+
+
+def _local_cpus_needed(stages: dict[str, Any], cfg: CollectConfig) -> int:
+    need = sum(st.resources.cpus * cfg.concurrency.get(name, 1) for name, st in stages.items())
+    return max(os.cpu_count() or 1, int(need + 0.999))
+
+
+def start_pools(cfg: CollectConfig, stages: dict[str, Any]) -> tuple[dict[str, StagePool], dict]:
+    """Connect to (or start) Ray and start every stage's actors. Returns ``(pools, ray_info)``.
+
+    Raises ``ValueError`` when the actors ask for more CPUs than the cluster has (they would wait
+    forever); a local Ray started here is shut down first."""
+    import ray
+
+    ray_info = init_ray(cfg.ray_address, num_cpus=cfg.ray_num_cpus or _local_cpus_needed(stages, cfg))
+    asked = sum(st.resources.cpus * max(1, cfg.concurrency.get(name, 1)) for name, st in stages.items())
+    if asked > ray_info["cpus"]:
+        if ray_info["started"]:
+            ray.shutdown()
+        raise ValueError(
+            f"the stage actors ask for {asked:g} CPUs but the Ray cluster has {ray_info['cpus']:g}: "
+            "lower `concurrency` or add nodes (every actor must fit, or the run would wait forever)"
+        )
+    pools = {
+        name: StagePool(st, cfg.concurrency.get(name, 1), use_gpus=cfg.use_gpus, max_task_retries=cfg.max_task_retries)
+        for name, st in stages.items()
+    }
+    return pools, ray_info
+
+
+@contextmanager
+def heartbeat(state: RunState, every_s: float):
+    """Print the busy stages' counts every ``every_s`` seconds while the block runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            busy = [p.status() for p in state.pools.values() if p.running or p.waiting]
+            if busy:
+                state.progress("; ".join(busy))
+
+    thread = threading.Thread(target=beat, name="collect-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+def run_sources(state: RunState, sources: list[str]) -> list[dict]:
+    """Submit one ``source`` task run per source, at most ``max_sources_in_flight`` at once;
+    returns their summary rows in submission order."""
+    limit = max(1, state.cfg.max_sources_in_flight)
+    pending, results = [], []
+    for src in sources:
+        while len(pending) >= limit:
+            final = [f.state.is_final() for f in pending]  # one look per future: states change meanwhile
+            results += [f.result() for f, done in zip(pending, final) if done]
+            pending = [f for f, done in zip(pending, final) if not done]
+            if len(pending) >= limit:
+                time.sleep(0.2)
+        pending.append(process_source.submit(state, src, source_id_for(src)))
+    return results + [f.result() for f in pending]
+
+
+def stage_stats(pools: dict[str, StagePool]) -> dict[str, dict]:
+    """Per stage: items, failures, seconds and CPU seconds inside actors, nodes, actors, GPUs."""
+    return {
+        name: {
+            "items": p.stats.items,
+            "failures": p.stats.failures,
+            "seconds": round(p.stats.seconds, 2),
+            "cpu_seconds": round(p.stats.cpu_seconds, 2),
+            "nodes": sorted(p.stats.nodes),
+            "actors": len(p.actors),
+            "gpus_per_actor": p.num_gpus,
+        }
+        for name, p in pools.items()
+    }
+
+
+@flow(name="collect", log_prints=True)
+def collect(
+    sources: list[str] | None = None,
+    root: str = "dataset",
+    sources_file: str | None = None,
+    config: dict | None = None,
+    ray_address: str | None = None,
+    run_id: str | None = None,
+) -> dict:
+    """Build or extend a dataset root from sources (URLs or local paths).
+
+    Returns the run summary: ``{"run_id", "sources", "shots", "clips_kept", "clips_resumed",
+    "failures", "seconds", "stage_seconds", "nodes", "per_source"}``; also written to
+    ``root/_runs/<run_id>.json`` and a Prefect table artifact.
+    """
+    import ray
+
+    cfg = CollectConfig.from_dict({**(config or {}), "root": root})
+    if ray_address:
+        cfg.ray_address = ray_address
+    srcs = read_sources(sources, sources_file)
+    run_id = run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    droot = DatasetRoot(cfg.root)
+    droot.make_dirs()
+    cfg.root = str(droot.root)
+    stray = droot.remove_stray_tmp()
+    stages = build_stages(cfg, run_id)
+    t0 = time.perf_counter()
+    pools, ray_info = start_pools(cfg, stages)
+    state = RunState(cfg=cfg, root=droot, run_id=run_id, pools=pools, sources=len(srcs))
+    state.progress(f"run {run_id}: {len(srcs)} sources, ray {ray_info}, removed {stray} stray temp files")
+    try:
+        with heartbeat(state, cfg.progress_every_s):
+            results = run_sources(state, srcs)
+        stats = stage_stats(pools)
+    finally:
+        for p in pools.values():
+            p.shutdown()
+        if ray_info["started"]:
+            ray.shutdown()
+    summary = {
+        "run_id": run_id,
+        "root": cfg.root,
+        "sources": len(srcs),
+        "sources_skipped": state.sources_skipped,
+        "shots": state.shots,
+        "clips_kept": state.clips_kept,
+        "clips_resumed": state.clips_resumed,
+        "failures": state.failures,
+        "failures_in_root": droot.count_rows("failures"),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "stage_seconds": {k: v["seconds"] for k, v in stats.items()},
+        "stages": stats,
+        "nodes": sorted({n for v in stats.values() for n in v["nodes"]}),
+        "ray": ray_info,
+        "per_source": results,
+        "config": cfg.to_dict(),
+    }
+    droot.write_run(run_id, summary)
+    _artifact(summary)
+    print(format_summary(summary), flush=True)
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    lines = [
+        f"collect {s['run_id']}: {s['sources']} sources ({s['sources_skipped']} already complete), "
+        f"{s['shots']} shots, {s['clips_kept']} clips kept ({s['clips_resumed']} from earlier runs), "
+        f"{s['failures']} failures, {s['seconds']:.1f} s",
+        "  seconds per stage (compute inside actors): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in s["stage_seconds"].items()),
+        f"  root: {s['root']}",
+    ]
+    return "\n".join(lines)
+
+
+def _artifact(summary: dict) -> None:
+    try:
+        from prefect.artifacts import create_table_artifact
+
+        rows = [
+            {
+                "source": r.get("source_id"),
+                "status": r.get("status"),
+                "shots": r.get("shots"),
+                "clips kept": r.get("clips"),
+                "failures": r.get("failures"),
+                "seconds": r.get("seconds"),
+            }
+            for r in summary["per_source"]
+        ]
+        rows += [
+            {"source": f"stage:{k}", "status": "", "shots": "", "clips kept": "", "failures": "", "seconds": v}
+            for k, v in summary["stage_seconds"].items()
+        ]
+        create_table_artifact(key="collect-summary", table=rows, description=format_summary(summary))
+    except Exception as exc:  # artifacts are a convenience; never fail the run for them
+        log.warning("could not create the Prefect artifact: %s", exc)

@@ -1,0 +1,358 @@
+"""Train CovOG with Ray Train (``TorchTrainer``): stage 1 then stage 2, checkpoints, resume.
+
+The MIT paper (Sec. 4 / 5) trains CovOG in two stages: stage 1 trains ReferenceNet, the denoising
+UNet, the pose guider and the pose adaptor; stage 2 trains only the motion modules and the
+Interactive Audio Driver; AdamW, lr 1e-5, batch 4 on 4 GPUs, 30k steps each. Here both stages run
+in ONE training loop: global steps ``0 .. stage1_steps-1`` are stage 1 and the next
+``stage2_steps`` are stage 2. At the switch the optimiser is rebuilt over
+``model.trainable_parameters(2)`` (AdamW state starts fresh, as a separate stage-2 run would) and
+every other parameter is frozen.
+
+Distributed: ``ray.train.torch.prepare_model`` wraps a small module whose ``forward`` is
+``CovOG.training_loss`` in DDP (gloo on CPU, NCCL on GPUs); each worker draws its own samples
+(generator seeded by ``(seed, rank, step)``, so a resumed run sees the same data it would have).
+The logged loss of a step is the mean over workers (``all_reduce``).
+
+Checkpoints (every ``checkpoint_every`` steps, at the stage switch and at the end): rank 0
+writes ``model.pt`` (CovOG ``state_dict``), ``optimizer.pt`` and ``meta.json`` (step, stage,
+loss history, config name, ablation flags) to a temporary folder and reports it with
+``ray.train.report(metrics, checkpoint=Checkpoint.from_directory(...))``. Metrics: every step's
+``[step, stage, loss]`` is reported; reports go out every ``report_every`` steps (and with each
+checkpoint) as ``{"step", "stage", "loss", "losses": [[step, stage, loss], ...]}`` because one
+Ray Train V2 ``report`` costs ~1.5 s here (a barrier across workers through the controller)
+against ~0.4 s for a tiny training step.
+
+Resume: a run is ``RunConfig(storage_path=run_dir, name=name)``. Starting the same run again
+(after a crash or a kill) makes Ray Train V2 restore its checkpoint list from storage;
+``ray.train.get_checkpoint()`` in each worker then returns the latest checkpoint, which is loaded
+with ``torch.load(..., weights_only=True)`` and training continues at the saved step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+log = logging.getLogger("talkset.training")
+
+from talkset.training.config import TrainConfig
+
+
+def ablation_name(use_mpe: bool, use_iad: bool) -> str:
+    parts = [p for p, on in (("no-mpe", use_mpe), ("no-iad", use_iad)) if not on]
+    return ",".join(parts) or "full"
+
+
+# -- checkpoint files ------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: str | os.PathLike, model, optimizer, meta: dict) -> None:
+    """Write ``model.pt``, ``optimizer.pt`` and ``meta.json`` into ``path``."""
+    import torch
+
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), p / "model.pt")
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), p / "optimizer.pt")
+    (p / "meta.json").write_text(json.dumps(meta))
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    return json.loads((Path(path) / "meta.json").read_text())
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint folder (with ``model.pt`` + ``meta.json``) or the latest one (highest step)
+    under a run folder. Raises ``FileNotFoundError`` naming the path."""
+    p = Path(path).expanduser().resolve()
+    if (p / "model.pt").is_file() and (p / "meta.json").is_file():
+        return p
+    cands = [m.parent for m in p.rglob("meta.json") if (m.parent / "model.pt").is_file()] if p.is_dir() else []
+    if not cands:
+        raise FileNotFoundError(f"no CovOG checkpoint (model.pt + meta.json) at or under {p}")
+    return max(cands, key=lambda c: (read_meta(c).get("step", -1), c.stat().st_mtime))
+
+
+def load_model(checkpoint: str | os.PathLike, use_mpe: bool | None = None, use_iad: bool | None = None, device: str = "cpu"):
+    """``(model, meta)``: CovOG rebuilt from a checkpoint's ``meta.json`` and loaded with
+    ``torch.load(..., weights_only=True)``. ``use_mpe`` / ``use_iad`` None -> as trained; a value
+    that differs from the checkpoint raises ``ValueError`` (an ablation is its own training run)."""
+    import torch
+
+    from talkset.covog.model import CovOG
+
+    ck = find_checkpoint(checkpoint)
+    meta = read_meta(ck)
+    for key, val in (("use_mpe", use_mpe), ("use_iad", use_iad)):
+        if val is not None and bool(val) != bool(meta.get(key, True)):
+            raise ValueError(
+                f"checkpoint {ck} was trained with {key}={meta.get(key)}; evaluate an ablation with a "
+                f"checkpoint trained with {key}={val} (talkset train --{key.replace('use_', 'no-')})"
+            )
+    model = CovOG.from_config(meta["config"], weights=None, use_mpe=meta.get("use_mpe", True), use_iad=meta.get("use_iad", True))
+    state = torch.load(ck / "model.pt", map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval(), {**meta, "path": str(ck)}
+
+
+# -- the per-worker loop ---------------------------------------------------------------------------
+
+
+def _set_stage(model, stage: int):
+    params = model.trainable_parameters(stage)
+    ids = {id(p) for p in params}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in ids)
+    return params
+
+
+def _loss_module(core):
+    """A module whose ``forward`` is ``CovOG.training_loss``, so DDP wraps the whole loss
+    computation (defined here: torch is imported in the worker, not at module import)."""
+    import torch
+
+    class Loss(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, batch: dict, stage: int, generator=None):
+            return self.m.training_loss(batch, stage=stage, generator=generator)
+
+    return Loss(core)
+
+
+def _restore(core, ckpt) -> tuple[int, list, dict | None, int | None]:
+    """Load a Ray Train checkpoint into ``core``: returns ``(step, history, optimizer state,
+    the stage that optimizer state belongs to)``; ``(0, [], None, None)`` without one."""
+    import torch
+
+    if ckpt is None:
+        return 0, [], None, None
+    with ckpt.as_directory() as d:
+        meta = read_meta(d)
+        core.load_state_dict(torch.load(Path(d) / "model.pt", map_location="cpu", weights_only=True))
+        opt_state, opt_stage = None, None
+        if (Path(d) / "optimizer.pt").is_file():
+            opt_state = torch.load(Path(d) / "optimizer.pt", map_location="cpu", weights_only=True)
+            opt_stage = int(meta["stage"])  # the optimiser of the stage running when saved
+        return int(meta["step"]), list(meta.get("history", [])), opt_state, opt_stage
+
+
+def _mean_over_workers(loss, world: int) -> float:
+    """The step's loss averaged over the Ray Train workers (``all_reduce``); raises
+    ``FloatingPointError`` for a non-finite loss."""
+    lv = loss.detach().float().reshape(1).cpu()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(lv)
+        lv /= world
+    return float(lv)
+
+
+def _setup_worker(opts: TrainConfig):
+    """Threads, the model (same initial weights on every rank) and the training data of one
+    Ray Train worker. Returns ``(core, data, device, rank, world_size)``."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from talkset import env
+    from talkset.covog.model import CovOG
+    from talkset.training.dataset import TalkingClipDataset, spec_from_config
+    from talkset.training.splits import clips_in
+
+    env.configure(threads=opts.threads_per_worker)
+    torch.set_num_threads(opts.threads_per_worker)
+    ctx = ray.train.get_context()
+    torch.manual_seed(opts.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+    core = CovOG.from_config(opts.model, weights=opts.weights, use_mpe=opts.use_mpe, use_iad=opts.use_iad)
+    train_ids = clips_in(opts.root, "train", make=False)
+    if not train_ids:
+        raise ValueError(f"{opts.root}: the split has no training clips")
+    data = TalkingClipDataset(opts.root, spec_from_config(core.cfg), train_ids, audio_model=opts.audio_model, seed=opts.seed)
+    return core, data, ray.train.torch.get_device(), ctx.get_world_rank(), ctx.get_world_size()
+
+
+def train_loop_per_worker(config: dict) -> dict:
+    """Ray Train worker function. ``config = {"options": TrainConfig.to_dict()}``.
+
+    Returns (rank 0's value is ``Result.return_value``) ``{"step", "resumed_from", "history",
+    "seconds_per_step"}`` with ``history`` rows ``[step, stage, mean loss]`` of the whole run
+    (carried in checkpoints, so it spans interruptions).
+    """
+    import numpy as np
+    import ray.train
+    import ray.train.torch
+    import torch
+    from ray.train import Checkpoint
+
+    from talkset.training.dataset import collate, model_batch
+
+    opts = TrainConfig(**config["options"])
+    core, data, device, rank, world = _setup_worker(opts)
+    step, history, opt_state, opt_stage = _restore(core, ray.train.get_checkpoint())
+    resumed_from = step
+    core.to(device)
+    stop_at = opts.total_steps if opts.stop_after is None else min(opts.total_steps, resumed_from + int(opts.stop_after))
+    cur_stage, ddp, optim = None, None, None
+    t_start = time.perf_counter()
+    t_compute = t_report = 0.0
+    last_report = step
+
+    def checkpoint_now(stage: int, metrics: dict) -> None:
+        meta = {
+            "step": step, "stage": stage, "history": history, "config": opts.model, "use_mpe": opts.use_mpe,
+            "use_iad": opts.use_iad, "audio_model": opts.audio_model, "seed": opts.seed,
+            "options": opts.to_dict(), "world_size": world, "time": time.time(),
+        }  # fmt: skip
+        if rank == 0:
+            with tempfile.TemporaryDirectory(prefix="covog-ckpt-") as tmp:
+                save_checkpoint(tmp, core, optim, meta)
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(metrics)
+
+    while step < stop_at:
+        stage = 1 if step < opts.stage1_steps else 2
+        if stage != cur_stage:  # a new optimiser over the stage's parameters (stage 2: fresh AdamW)
+            params = _set_stage(core, stage)
+            kwargs = {"find_unused_parameters": True} if world > 1 else {}
+            ddp = ray.train.torch.prepare_model(_loss_module(core), move_to_device=True, parallel_strategy_kwargs=kwargs)
+            optim = torch.optim.AdamW(params, lr=opts.learning_rate(), weight_decay=opts.weight_decay)
+            if opt_state is not None and opt_stage == stage:
+                optim.load_state_dict(opt_state)
+            opt_state, cur_stage = None, stage
+        t_step = time.perf_counter()
+        rng = np.random.default_rng([opts.seed, rank, step])
+        batch = collate([data.sample(rng) for _ in range(opts.batch_size)])
+        batch = {k: v.to(device) for k, v in model_batch(batch).items()}
+        gen = torch.Generator(device=device).manual_seed(int(rng.integers(0, 2**62)))
+        loss = ddp(batch, stage, gen)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        if opts.grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for p in core.parameters() if p.requires_grad], opts.grad_clip)
+        optim.step()
+        step += 1
+        loss_value = _mean_over_workers(loss, world)
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"loss is {loss_value} at step {step} (stage {stage})")
+        t_compute += time.perf_counter() - t_step
+        history.append([step, stage, round(loss_value, 6)])
+        t_rep = time.perf_counter()
+        is_ckpt = step % opts.checkpoint_every == 0 or step == opts.stage1_steps or step == stop_at
+        if is_ckpt or step - last_report >= opts.report_every:
+            # every step's loss is reported: the steps since the last report ride along in "losses"
+            metrics = {"step": step, "stage": stage, "loss": loss_value, "losses": history[-(step - last_report):]}
+            if is_ckpt:
+                checkpoint_now(stage, metrics)
+            else:
+                ray.train.report(metrics)
+            last_report = step
+        t_report += time.perf_counter() - t_rep
+    n_run = max(1, step - resumed_from)
+    return {
+        "step": step,
+        "resumed_from": resumed_from,
+        "history": history,
+        "seconds_per_step": (time.perf_counter() - t_start) / n_run,
+        "compute_seconds_per_step": t_compute / n_run,
+        "report_seconds_per_step": t_report / n_run,
+    }
+
+
+# -- the driver ------------------------------------------------------------------------------------
+
+
+def run_training(opts: TrainConfig, ray_address: str | None = None, resume: bool = True) -> dict:
+    """Launch (or resume) a Ray Train run; blocks until it ends.
+
+    ``resume=False`` starts a fresh run under a new name (``<name>-<UTC time>``) instead of
+    continuing the folder ``run_dir/name``. Returns a summary: ``{"run", "run_path",
+    "checkpoint", "steps", "resumed_from", "loss_first", "loss_last", "loss_first_mean",
+    "loss_last_mean", "history", "seconds", "seconds_per_step", "num_workers", "use_gpu", "lr",
+    "ablation"}``. Raises ``RuntimeError`` when training failed (the worker's error inside).
+    """
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from talkset.flows.runner import init_ray
+    from talkset.training.splits import clips_in, make_splits, splits_path
+
+    root = str(Path(opts.root).expanduser().resolve())
+    opts.root = root
+    if not splits_path(root).is_file():
+        make_splits(root, seed=opts.split_seed)
+    if not clips_in(root, "train", make=False):
+        raise ValueError(f"{root}: no training clips in the split (collect more sources)")
+    run_dir = Path(opts.run_dir).expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    opts.run_dir = str(run_dir)
+    if not resume:
+        opts.name = f"{opts.run_name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+    name = opts.run_name
+    ray_info = init_ray(ray_address, num_cpus=max(2, opts.num_workers * opts.threads_per_worker))
+    t0 = time.perf_counter()
+    try:
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={"options": opts.to_dict()},
+            scaling_config=ScalingConfig(
+                num_workers=opts.num_workers,
+                use_gpu=opts.use_gpu,
+                resources_per_worker={"CPU": opts.threads_per_worker, **({"GPU": 1} if opts.use_gpu else {})},
+            ),
+            run_config=RunConfig(
+                name=name,
+                storage_path=str(run_dir),
+                checkpoint_config=CheckpointConfig(num_to_keep=opts.keep_checkpoints),
+                failure_config=FailureConfig(max_failures=0),
+            ),
+        )
+        result = trainer.fit()
+    finally:
+        if ray_info["started"]:
+            ray.shutdown()
+    if result.error is not None:
+        raise RuntimeError(f"training run {name} failed: {result.error}") from result.error
+    ret = result.return_value or {}
+    hist = ret.get("history") or []
+    losses = [h[2] for h in hist]
+    k = max(1, min(20, len(losses) // 5))
+    return {
+        "run": name,
+        "run_path": str(run_dir / name),
+        "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        "steps": ret.get("step"),
+        "total_steps": opts.total_steps,
+        "resumed_from": ret.get("resumed_from"),
+        "loss_first": losses[0] if losses else None,
+        "loss_last": losses[-1] if losses else None,
+        "loss_first_mean": float(sum(losses[:k]) / k) if losses else None,
+        "loss_last_mean": float(sum(losses[-k:]) / k) if losses else None,
+        "stage1_last_mean": _mean_tail([h[2] for h in hist if h[1] == 1], k),
+        "stage2_last_mean": _mean_tail([h[2] for h in hist if h[1] == 2], k),
+        "history": hist,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "seconds_per_step": ret.get("seconds_per_step"),
+        "compute_seconds_per_step": ret.get("compute_seconds_per_step"),
+        "report_seconds_per_step": ret.get("report_seconds_per_step"),
+        "num_workers": opts.num_workers,
+        "use_gpu": opts.use_gpu,
+        "lr": opts.learning_rate(),
+        "ablation": ablation_name(opts.use_mpe, opts.use_iad),
+        "ray": ray_info,
+    }
+
+
+def _mean_tail(xs: list[float], k: int) -> float | None:
+    return float(sum(xs[-k:]) / len(xs[-k:])) if xs else None

@@ -1,1 +1,0 @@
-"""Pipeline stages: one module per stage, each a :class:`tasks.base.Stage` dataclass."""
