@@ -182,13 +182,15 @@ class Alignment:
 class Clip:
     """A shot on its way to becoming a clip, and its annotations.
 
-    ``source`` and ``shot`` say where it comes from; ``clip_fps`` is the clip's frame rate (25).
+    ``source`` and ``shot`` say where it comes from; ``start_s`` / ``end_s`` are the clip's span in
+    the source (s; the whole shot unless set); ``clip_fps`` is the clip's frame rate (25).
     The people stage sets ``person_tracks`` (and the shot's decision); the clip stage the media:
     ``video_path`` (25 fps H.264 mp4), ``audio_path`` (16 kHz mono WAV), ``width`` / ``height``
     (px), ``num_frames``. The annotation stages set ``poses`` (``{track_id: PoseTrack}``),
     ``face_tracks``, ``speaking`` (``{face_track_id: SpeakingTrack}``) and ``alignment``; a field
-    left ``None`` means its stage did not run. ``models`` names the models and versions used
-    (shard metadata).
+    left ``None`` means its stage did not run. ``rejected`` is a reason set by a stage that drops
+    the clip after it was cut (not an error: the clip is not written and the reason is recorded
+    with its shot). ``models`` names the models and versions used (shard metadata).
     """
 
     source: Source
@@ -205,12 +207,13 @@ class Clip:
     face_tracks: list[FaceTrack] | None = None
     speaking: dict[int, SpeakingTrack] | None = None
     alignment: Alignment | None = None
+    rejected: str | None = None
     models: dict[str, str] = field(default_factory=dict)
+    start_s: float | None = None
+    end_s: float | None = None
 
-    @property
-    def start_s(self) -> float:
-        return self.shot.start_s
-
-    @property
-    def end_s(self) -> float:
-        return self.shot.end_s
+    def __post_init__(self) -> None:
+        if self.start_s is None:
+            self.start_s = self.shot.start_s
+        if self.end_s is None:
+            self.end_s = self.shot.end_s

@@ -82,6 +82,7 @@ def build_small_root(base: Path) -> Path:
         task.video_path, task.audio_path = str(mp4), str(wav)
         task.width, task.height, task.num_frames = pr.width, pr.height, n
         task.shot.start_s, task.shot.end_s = t0, t1
+        task.start_s, task.end_s = t0, t1
         if i == SPEAKING_CLIP:
             sp = _energy_speaking(media.read_audio(wav), n)
             tr = task.person_tracks[0]

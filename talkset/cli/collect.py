@@ -25,7 +25,8 @@ def _collect(args: argparse.Namespace) -> int:
     if args.concurrency:
         overrides["concurrency"] = {k: int(v) for k, v in (c.split("=") for c in args.concurrency)}
     CollectConfig.from_dict({**overrides, "root": args.root})  # validate before starting anything
-    from talkset.flows.collect import collect, read_sources
+    from talkset.flows.collect import collect
+    from talkset.sources import read_sources
 
     sources = read_sources(args.sources, args.sources_file)
     if not sources:

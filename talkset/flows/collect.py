@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from talkset import env
@@ -39,6 +38,7 @@ from prefect.tasks import exponential_backoff  # noqa: E402
 from talkset.config import CollectConfig  # noqa: E402
 from talkset.flows.runner import StagePool, init_ray  # noqa: E402
 from talkset.items import Clip, Shot, Source, clip_id_for, source_id_for  # noqa: E402
+from talkset.sources import read_sources  # noqa: E402
 from talkset.stages.base import StageError  # noqa: E402
 from talkset.storage.root import DatasetRoot  # noqa: E402
 
@@ -229,26 +229,6 @@ def _process_source(state: RunState, source: str, source_id: str, summary: dict,
     )
     state.progress(f"{source_id}: done ({summary['clips']} clips)")
     return summary
-
-
-def read_sources(sources: list[str] | None = None, sources_file: str | None = None) -> list[str]:
-    """Sources from arguments and/or a file (one per line; ``#`` comments and blanks ignored).
-    Local paths are made absolute; duplicates are dropped keeping order."""
-    out: list[str] = []
-    for s in list(sources or []):
-        out.append(s)
-    if sources_file:
-        for line in Path(sources_file).read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                out.append(line)
-    norm = []
-    for s in out:
-        if not s.startswith(("http://", "https://")):
-            s = str(Path(s).expanduser().resolve())
-        if s not in norm:
-            norm.append(s)
-    return norm
 
 
 def _local_cpus_needed(stages: dict[str, Any], cfg: CollectConfig) -> int:

@@ -8,7 +8,8 @@ and ``process(item)`` returns a new item (``dataclasses.replace``) with the fiel
 
 Each stage declares what it reads and writes as field names of its item (dotted for a nested
 field: ``"source.video_path"``): ``reads`` must be set (not ``None``) before it runs,
-``optional_reads`` are used when set, ``writes`` are what it adds. :meth:`Stage.run` checks the
+``optional_reads`` are used when set, ``writes`` are what it adds; a stage with ``fans_out``
+returns a list of items (one shot's clips, say) instead of one. :meth:`Stage.run` checks the
 reads before calling :meth:`Stage.process`; the executor builds the pipeline graph from these
 declarations (a stage runs after every stage that writes what it reads).
 
@@ -64,6 +65,8 @@ class Stage:
     reads: ClassVar[tuple[str, ...]] = ()
     optional_reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
+    #: True when ``process`` returns a list of items (0..n) instead of one
+    fans_out: ClassVar[bool] = False
 
     def setup(self) -> None:
         """Load models; called once per actor before the first ``process``."""

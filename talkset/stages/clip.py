@@ -118,7 +118,7 @@ class ClipStage(Stage):
         src = task.source.video_path
         if not src or not Path(src).is_file():
             raise StageError(f"clip {task.clip_id}: source video {src!r} is missing; run the download stage first")
-        start_s, end_s = float(task.shot.start_s), float(task.shot.end_s)
+        start_s, end_s = float(task.start_s), float(task.end_s)
         n_frames = tick_count(start_s, end_s, self.fps)
         n_samples = int(round((end_s - start_s) * self.audio_rate))
         if n_frames < 1:
