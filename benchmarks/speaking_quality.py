@@ -39,6 +39,7 @@ and the share of frames > 0.
     python benchmarks/speaking_quality.py --out /tmp/sq            # build, collect, score
     python benchmarks/speaking_quality.py --out /tmp/sq --families composite --score-only
     python benchmarks/speaking_quality.py --out /tmp/sq --dump raw.npz   # raw columns per case/person
+    python benchmarks/speaking_quality.py --out /tmp/sq --realign        # this checkout's align stage only
 
 ``--score-only`` scores an existing root (``<out>/root``) without collecting; ``--dump`` saves
 every raw per-frame column with the truth for offline analysis. A full run builds 17 cases
@@ -409,9 +410,10 @@ def person_series(res: dict, side: str, n: int, column: str = "speaking_score") 
     return out, float(np.mean(~np.isnan(out)))
 
 
-def score(out: Path, families: tuple[str, ...], dump: Path | None = None) -> dict:
-    """Score every built case that was collected; prints the tables; returns the figures."""
-    results = load_results(out / "root")
+def score(out: Path, families: tuple[str, ...], dump: Path | None = None, root: Path | None = None) -> dict:
+    """Score every built case that was collected (into ``root``, default ``<out>/root``); prints
+    the tables; returns the figures."""
+    results = load_results(root or out / "root")
     per_family: dict[str, dict] = {f: {"truth": [], "score": [], "errs": [], "missed": [], "cases": 0} for f in families}
     lines = []
     raw = {}
@@ -468,6 +470,58 @@ def score(out: Path, families: tuple[str, ...], dump: Path | None = None) -> dic
     return figures
 
 
+def realign(out: Path, dest: Path) -> None:
+    """Re-run this checkout's align stage on the annotations stored in ``<out>/root`` (person
+    tracks, keypoints, face boxes and the speaking stage's raw columns, all as collected) and
+    write the resulting ``frames`` / ``clips`` shards into a new root ``dest``: the attribution
+    rule can be measured without collecting again (people, pose, faces and speaking are not
+    re-run; a full run of this benchmark is what gives the figures)."""
+    import shutil
+
+    from talkset.items import Clip, FaceTrack, PersonTrack, PoseTrack, Shot, Source, SpeakingTrack
+    from talkset.stages.align import AlignStage
+    from talkset.stages.write import WriteStage
+    from talkset.storage.catalog import connect
+
+    src = out / "root"
+    if dest.exists():
+        shutil.rmtree(dest)
+    con = connect(src)
+    stage, writer = AlignStage(), WriteStage(root=str(dest), run_id="realign")
+    rows = con.execute("SELECT * FROM clips").fetchall()
+    names = [d[0] for d in con.description]
+    for row in rows:
+        clip = dict(zip(names, row))
+        cid = clip["clip_id"].replace("'", "''")
+        tbl = con.sql(f"SELECT * FROM frames WHERE clip_id = '{cid}' ORDER BY track_id, frame_idx").to_arrow_table()
+        fr = {c: tbl.column(c).to_pylist() for c in tbl.column_names}
+        people, poses, faces, speaking = [], {}, {}, {}
+        nan = float("nan")
+
+        def arr(col, rows, shape):
+            return np.array([fr[col][i] if fr[col][i] is not None else np.full(shape, nan) for i in rows], np.float32)
+
+        pre = "asd_vad_score" if any(v is not None for v in fr.get("asd_vad_score", [])) else "speaking_score"
+        for tid in sorted(set(fr["track_id"])):
+            rows = [i for i, t in enumerate(fr["track_id"]) if t == tid]
+            fi = np.asarray([fr["frame_idx"][i] for i in rows], np.int32)
+            people.append(PersonTrack(tid, fi, arr("box", rows, 4), arr("box_score", rows, ()), arr("body_keypoints", rows, (17, 3))))
+            poses[tid] = PoseTrack(tid, fi, np.nan_to_num(arr("keypoints", rows, (133, 3))))
+            for fid in sorted({fr["face_track_id"][i] for i in rows} - {None}):
+                k = [i for i in rows if fr["face_track_id"][i] == fid]
+                kf = np.asarray([fr["frame_idx"][i] for i in k], np.int32)
+                faces[fid] = FaceTrack(fid, kf, arr("face_box", k, 4), np.ones(len(k), np.float32),
+                                       np.zeros((len(k), 5, 2), np.float32), np.ones(len(k), bool))  # fmt: skip
+                speaking[fid] = SpeakingTrack(fid, kf, *(arr(c, k, ()) for c in ("asd_logit_talkset", "asd_logit_ava", "vad_prob", pre)))
+        source = Source(url=clip["url"], source_id=clip["source"], video_path=str(src / clip["source_path"]))
+        shot = Shot(clip["source"], int(clip["shot_idx"]), 0, int(clip["num_frames"]), clip["start_s"], clip["end_s"], kept=True)
+        item = Clip(source=source, shot=shot, clip_id=clip["clip_id"], clip_fps=float(clip["fps"]), person_tracks=people,
+                    video_path=str(src / clip["video_path"]), audio_path=str(src / clip["audio_path"]), width=clip["width"],
+                    height=clip["height"], num_frames=clip["num_frames"], poses=poses, face_tracks=list(faces.values()),
+                    speaking=speaking, start_s=clip["start_s"], end_s=clip["end_s"])  # fmt: skip
+        writer.process(stage.process(item))
+
+
 def collect_cases(out: Path, videos: list[Path]) -> dict:
     from prefect.testing.utilities import prefect_test_harness
 
@@ -491,6 +545,8 @@ def main() -> None:
     ap.add_argument("--families", nargs="*", default=list(FAMILIES), choices=FAMILIES)
     ap.add_argument("--cases", nargs="*", default=None, help="only these case names")
     ap.add_argument("--score-only", action="store_true", help="score <out>/root as it is")
+    ap.add_argument("--realign", action="store_true",
+                    help="re-run this checkout's align stage on <out>/root's stored annotations into <out>/realigned, score that")
     ap.add_argument("--dump", type=Path, default=None, help="save raw per-frame columns + truth (npz)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     args = ap.parse_args()
@@ -499,14 +555,19 @@ def main() -> None:
     cases = [c for c in CASES if c.family in fams and (args.cases is None or c.name in args.cases)]
     if args.cases is not None:
         CASES[:] = cases
-    if not args.score_only:
+    if not args.score_only and not args.realign:
         t0 = time.perf_counter()
         videos = [build(c, args.out / "cases") for c in cases]
         print(f"built {len(videos)} cases in {time.perf_counter() - t0:.0f} s -> {args.out / 'cases'}")
         summary = collect_cases(args.out, videos)
         print(f"collect: {summary['clips_kept']} clips kept of {len(videos)} cases, {summary['failures']} failures, "
               f"{summary['seconds']:.0f} s; stage seconds {summary['stage_seconds']}")
-    figures = score(args.out, fams, args.dump)
+    root = None
+    if args.realign:
+        root = args.out / "realigned"
+        realign(args.out, root)
+        print(f"align stage re-run on the stored annotations -> {root}")
+    figures = score(args.out, fams, args.dump, root)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 

@@ -48,10 +48,13 @@ columns. A person with no face track gets NaN speaking values and -1, never a ma
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from talkset import media
+from talkset.annotators import av_sync
 from talkset.items import (
     Alignment,
     Clip,
@@ -241,15 +244,27 @@ class AlignStage(Stage):
       the issue's rule).
     - ``upper_frac``: a face centre in the top ``upper_frac`` of a person box is preferred when
       two person boxes contain it (0.5: the upper half).
+    - ``sync_window`` (frames), ``sync_lags`` (frames the sound follows the lips): the
+      :func:`talkset.annotators.av_sync.lip_sync` measure (41 = 1.64 s; 2-6 = 80-240 ms, the
+      lag range of mouth opening to envelope reported for continuous speech).
+    - ``attribution``, ``sync_min``, ``sync_margin``, ``sync_ramp``: the speech-attribution
+      rule of :func:`attribute_speech` (module doc); ``attribution=False`` keeps the speaking
+      stage's score as ``speaking_score``.
     """
 
     kpt_score_min: float = 0.4
     upper_frac: float = 0.5
+    sync_window: int = 41
+    sync_lags: tuple[int, ...] = (2, 3, 4, 5, 6)
+    sync_min: float = 0.15
+    sync_margin: float = 0.15
+    sync_ramp: float = 0.1
+    attribution: bool = True
 
     name: ClassVar[str] = "align"
     resources: ClassVar[Resources] = Resources(cpus=0.25)
     reads: ClassVar[tuple[str, ...]] = ("person_tracks",)
-    optional_reads: ClassVar[tuple[str, ...]] = ("poses", "face_tracks", "speaking")
+    optional_reads: ClassVar[tuple[str, ...]] = ("poses", "face_tracks", "speaking", "audio_path")
     writes: ClassVar[tuple[str, ...]] = ("alignment",)
 
     def process(self, task: Clip) -> Clip:
@@ -271,7 +286,81 @@ class AlignStage(Stage):
             face_to_person, fstats = assign_faces(tracks, list(task.face_tracks), self.upper_frac)
             stats.update(fstats)
             stats.update(_face_columns(tracks, task.face_tracks, task.speaking, face_to_person, columns))
+        if task.poses is not None:
+            stats.update(self._lip_columns(task, tracks, columns))
         return replace(task, alignment=Alignment(columns=columns, face_to_person=face_to_person, stats=stats))
+
+    def _lip_columns(self, task: Clip, tracks: list[PersonTrack], columns: dict[int, dict[str, np.ndarray]]) -> dict:
+        """``lip_aperture`` for every person with keypoints; with the clip's audio also
+        ``lip_sync``, and (``attribution``, speaking scores present) ``asd_vad_score`` = the
+        speaking stage's score and ``speaking_score`` after :func:`attribute_speech`."""
+        n = max([int(task.num_frames or 0)] + [int(t.frame_idx[-1]) + 1 for t in tracks if len(t)])
+        dense_ap: dict[int, np.ndarray] = {}
+        for t in tracks:
+            kp = columns[t.track_id].get("keypoints")
+            if kp is None:
+                continue
+            ap = av_sync.lip_aperture(kp)
+            columns[t.track_id]["lip_aperture"] = ap
+            d = np.full(n, np.nan, np.float32)
+            d[np.asarray(t.frame_idx, dtype=np.int64)] = ap
+            dense_ap[t.track_id] = d
+        out = {"lip_frames": int(sum(np.isfinite(columns[t]["lip_aperture"]).sum() for t in dense_ap))}
+        if not dense_ap or not task.audio_path or not Path(task.audio_path).is_file():
+            return out
+        try:
+            audio = media.read_audio(task.audio_path, av_sync.RATE)
+        except media.MediaError as exc:
+            raise StageError(f"align: clip {task.clip_id}: {exc}", stage=self.name) from exc
+        env = av_sync.speech_envelope(audio, n, av_sync.RATE, float(task.clip_fps or av_sync.FPS))
+        dense_sync = {tid: av_sync.lip_sync(ap, env, self.sync_window, self.sync_lags) for tid, ap in dense_ap.items()}
+        for t in tracks:
+            if t.track_id in dense_sync:
+                columns[t.track_id]["lip_sync"] = dense_sync[t.track_id][np.asarray(t.frame_idx, dtype=np.int64)]
+        if not self.attribution:
+            return out
+        demoted = 0
+        for t in tracks:
+            col = columns[t.track_id]
+            if "speaking_score" not in col:
+                continue
+            fi = np.asarray(t.frame_idx, dtype=np.int64)
+            others = [d[fi] for tid, d in dense_sync.items() if tid != t.track_id]
+            col["asd_vad_score"] = col["speaking_score"].copy()
+            if t.track_id not in dense_sync or not others:
+                continue
+            col["speaking_score"] = attribute_speech(
+                col["speaking_score"], dense_sync[t.track_id][fi], np.fmax.reduce(others),
+                self.sync_min, self.sync_margin, self.sync_ramp,
+            )  # fmt: skip
+            demoted += int(np.sum((col["asd_vad_score"] > 0) & ~(col["speaking_score"] > 0)))
+        out["speech_demoted_frames"] = demoted
+        return out
+
+
+def attribute_speech(
+    score: np.ndarray,
+    own_sync: np.ndarray,
+    other_sync: np.ndarray,
+    sync_min: float = 0.15,
+    sync_margin: float = 0.15,
+    ramp: float = 0.1,
+) -> np.ndarray:
+    """Lower a person's speaking score where another person's lips follow the speech clearly
+    better than theirs (all arrays (T,), aligned frames; NaN sync = not seen).
+
+    ``penalty = clip((other - own - sync_margin) / ramp, 0, 1) * clip((other - sync_min) / ramp, 0, 1)``
+    with ``own`` / ``other`` the person's :func:`~talkset.annotators.av_sync.lip_sync` and the best
+    of the others' (NaN own counts as 0, NaN other as -1: no evidence, no change), and
+    ``score' = score - penalty * (score + 1)``: unchanged without strong contrary evidence, -1 with
+    it. A score that is already < 0 stays < 0; the rule never raises a score. Returns float32 (T,)."""
+    s = np.asarray(score, np.float64)
+    own = np.nan_to_num(np.asarray(own_sync, np.float64), nan=0.0)
+    other = np.nan_to_num(np.asarray(other_sync, np.float64), nan=-1.0)
+    r = max(float(ramp), 1e-6)
+    pen = np.clip((other - own - sync_margin) / r, 0, 1) * np.clip((other - sync_min) / r, 0, 1)
+    out = s - pen * (s + 1.0)
+    return np.where(np.isnan(s), np.nan, out).astype(np.float32)
 
 
 def _face_columns(
