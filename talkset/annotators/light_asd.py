@@ -174,8 +174,11 @@ class _VisualEncoder(nn.Module):
         self.block3 = _VisualBlock(64, 128, down=False)
         self.pool = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
 
+    #: use :meth:`forward_folded` in eval mode without autograd (False: always layer by layer)
+    folded: bool = True
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        if not self.training and not torch.is_grad_enabled():
+        if self.folded and not self.training and not torch.is_grad_enabled():
             return self.forward_folded(x, mask)
         x = self.pool(self.block1(x, mask))
         x = self.pool(self.block2(x, mask))

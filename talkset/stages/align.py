@@ -43,6 +43,31 @@ the person has no face, ``face_track_id`` int32 (T,) -1 for none, ``asd_logit_ta
 not run (its field ``None`` on the clip) leaves its columns out (null in Parquet): no pose
 -> no keypoint columns; no faces -> no face or speaking columns; no speaking -> no speaking
 columns. A person with no face track gets NaN speaking values and -1, never a made-up score.
+
+Speech attribution (issue 11 §2; :func:`attribute_speech`). The speaking stage's score follows
+the audio but cannot say whose voice it is: two people whose lips move while one of them speaks
+both score > 0. Here, where the whole-body keypoints are available, each person's mouth is
+checked against the speech itself: ``lip_aperture`` (inner-lip gap / eye-corner distance, from
+the iBUG-68 inner lips in the 133 keypoints) and ``lip_sync`` (its correlation with the speech
+envelope of the clip's audio over 1.64 s, the sound following the lips by 80-240 ms; see
+:mod:`talkset.annotators.av_sync`). A person's score is pulled towards -1 where another person's
+lips follow the speech clearly better (``lip_sync`` of the other >= ``sync_min`` and higher than
+theirs by >= ``sync_margin``, ramping over ``sync_ramp``); it is never raised. The speaking
+stage's score is kept as ``asd_vad_score``; the raw signals are columns.
+
+Why so cautious (measured with benchmarks/speaking_quality.py, see its module doc; figures in
+the README of issue 11's report): no signal available offline attributes speech reliably.
+
+- Light-ASD (both checkpoints) does not test synchronisation: on a split-screen composite of the
+  boxer and the restaurant man, each face's mean logit with its own voice and with the other's
+  differs by < 0.5 either way, and shifting the whole audio by up to 0.8 s changes the boxer's
+  TalkSet logit by < 1.3 (a SyncNet-style offset test therefore finds no peak at 0).
+- The lip-envelope correlation separates a speaker with large, clear mouth movements (the boxer:
+  ``lip_sync`` +0.35-0.41 higher when his voice plays) but not the others: MediaPipe's inner lips
+  barely open for the Black Journal host and guest (aperture 0.02 +- 0.01, also with FaceMesh
+  run on the face crops directly), and the restaurant man's separation is < 0.1.
+- So the rule acts only on strong contrary evidence: on the composites it lifts per-frame
+  accuracy from 0.50 to 0.56 and leaves the other families where they were (README, issue 11).
 """
 
 from __future__ import annotations
@@ -291,7 +316,7 @@ class AlignStage(Stage):
         return replace(task, alignment=Alignment(columns=columns, face_to_person=face_to_person, stats=stats))
 
     def _lip_columns(self, task: Clip, tracks: list[PersonTrack], columns: dict[int, dict[str, np.ndarray]]) -> dict:
-        """``lip_aperture`` for every person with keypoints; with the clip's audio also
+        """``lip_aperture`` for every person with confident face keypoints; with the clip's audio also
         ``lip_sync``, and (``attribution``, speaking scores present) ``asd_vad_score`` = the
         speaking stage's score and ``speaking_score`` after :func:`attribute_speech`."""
         n = max([int(task.num_frames or 0)] + [int(t.frame_idx[-1]) + 1 for t in tracks if len(t)])
@@ -301,6 +326,8 @@ class AlignStage(Stage):
             if kp is None:
                 continue
             ap = av_sync.lip_aperture(kp)
+            if not np.isfinite(ap).any():
+                continue  # no face keypoints for this person: no lip columns
             columns[t.track_id]["lip_aperture"] = ap
             d = np.full(n, np.nan, np.float32)
             d[np.asarray(t.frame_idx, dtype=np.int64)] = ap
