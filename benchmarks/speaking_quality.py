@@ -370,6 +370,13 @@ def transition_errors(truth: np.ndarray, score: np.ndarray, fps: float = FPS, se
     return errs, missed
 
 
+def _filled(v) -> np.ndarray:
+    """A DuckDB numpy column with its nulls (a masked array) as NaN (floats) / -1 (integers)."""
+    if isinstance(v, np.ma.MaskedArray):
+        return v.astype(np.float64).filled(np.nan) if v.dtype.kind == "f" else v.filled(-1)
+    return np.asarray(v)
+
+
 def load_results(root: Path) -> dict[str, dict]:
     """{case name: {"clip": clips row, "tracks": {track_id: {column: array over clip frames}}}}
     from the collected root (committed clips only)."""
@@ -390,7 +397,7 @@ def load_results(root: Path) -> dict[str, dict]:
         tracks = {}
         for tid in np.unique(rows["track_id"]):
             m = rows["track_id"] == tid
-            tracks[int(tid)] = {k: np.asarray(v[m]) for k, v in rows.items() if k != "track_id"}
+            tracks[int(tid)] = {k: _filled(v[m]) for k, v in rows.items() if k != "track_id"}
         out[name] = {"clip_id": clip_id, "start_frame": int(round(start_s * FPS)), "num_frames": num_frames,
                      "width": width, "tracks": tracks, "signals": signal_cols}
     return out
@@ -470,7 +477,7 @@ def score(out: Path, families: tuple[str, ...], dump: Path | None = None, root: 
     return figures
 
 
-def realign(out: Path, dest: Path) -> None:
+def realign(out: Path, dest: Path, attribution: bool = False) -> None:
     """Re-run this checkout's align stage on the annotations stored in ``<out>/root`` (person
     tracks, keypoints, face boxes and the speaking stage's raw columns, all as collected) and
     write the resulting ``frames`` / ``clips`` shards into a new root ``dest``: the attribution
@@ -487,7 +494,7 @@ def realign(out: Path, dest: Path) -> None:
     if dest.exists():
         shutil.rmtree(dest)
     con = connect(src)
-    stage, writer = AlignStage(), WriteStage(root=str(dest), run_id="realign")
+    stage, writer = AlignStage(attribution=attribution), WriteStage(root=str(dest), run_id="realign")
     rows = con.execute("SELECT * FROM clips").fetchall()
     names = [d[0] for d in con.description]
     for row in rows:
@@ -548,6 +555,7 @@ def main() -> None:
     ap.add_argument("--realign", action="store_true",
                     help="re-run this checkout's align stage on <out>/root's stored annotations into <out>/realigned, score that")
     ap.add_argument("--dump", type=Path, default=None, help="save raw per-frame columns + truth (npz)")
+    ap.add_argument("--attribution", action="store_true", help="with --realign: the align stage's speech attribution on")
     ap.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     args = ap.parse_args()
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}; {time.strftime('%Y-%m-%d %H:%M')}")
@@ -565,7 +573,7 @@ def main() -> None:
     root = None
     if args.realign:
         root = args.out / "realigned"
-        realign(args.out, root)
+        realign(args.out, root, args.attribution)
         print(f"align stage re-run on the stored annotations -> {root}")
     figures = score(args.out, fams, args.dump, root)
     if args.json:

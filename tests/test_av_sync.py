@@ -90,8 +90,10 @@ def test_synchronised_mouth_scores_above_an_unrelated_one(audio):
     assert np.nanmean(unrelated) < 0.3
     assert np.nanmean(synced) - np.nanmean(unrelated) > 0.2
     assert np.mean(synced > unrelated) > 0.9
-    # a mouth that is never seen gives no value
+    # a mouth that is never seen, or barely moves (landmark jitter), gives no value
     assert np.isnan(av_sync.lip_sync(np.full(N, np.nan), env)).all()
+    jitter = 0.02 + np.random.default_rng(2).normal(0, 0.003, N)
+    assert np.isnan(av_sync.lip_sync(jitter, env)).all()
 
 
 def test_attribute_speech_rule():
@@ -137,7 +139,7 @@ def test_align_attributes_speech_to_the_synchronised_mouth(audio, tmp_path):
     env = av_sync.speech_envelope(own, N)
     scores = {0: np.full(N, 0.8), 1: np.full(N, 0.8)}
     task = _clip_with_two_people(tmp_path, wav, mouth_from(env), mouth_from(av_sync.speech_envelope(other, N), seed=1), scores)
-    al = AlignStage().process(task).alignment
+    al = AlignStage(attribution=True).process(task).alignment
     left, right = al.columns[0], al.columns[1]
     for col in (left, right):
         for c in ("lip_aperture", "lip_sync", "asd_vad_score", "speaking_score"):
@@ -146,7 +148,7 @@ def test_align_attributes_speech_to_the_synchronised_mouth(audio, tmp_path):
     assert np.mean(left["speaking_score"] > 0) > 0.95  # measured 1.00
     assert np.mean(right["speaking_score"] < 0) > 0.7  # measured 0.85
     assert al.stats["speech_demoted_frames"] == int(np.sum(right["speaking_score"] <= 0) + np.sum(left["speaking_score"] <= 0))
-    # attribution off: the speaking stage's score stays, the raw sync columns are still there
-    al_off = AlignStage(attribution=False).process(task).alignment
+    # attribution off (the default): the speaking stage's score stays, the raw sync columns are there
+    al_off = AlignStage().process(task).alignment
     np.testing.assert_allclose(al_off.columns[1]["speaking_score"], 0.8, atol=1e-6)
     assert "lip_sync" in al_off.columns[1] and "asd_vad_score" not in al_off.columns[1]

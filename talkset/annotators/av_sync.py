@@ -103,6 +103,7 @@ def lip_sync(
     window: int = 41,
     lags: tuple[int, ...] = (1, 2, 3, 4, 5),
     min_valid: float = 0.5,
+    min_motion: float = 0.015,
 ) -> np.ndarray:
     """Lip sync per frame: the mean over ``lags`` of :func:`windowed_corr` between the aperture
     at frame t and the envelope at frame t + lag (the sound follows the mouth; 1-5 frames =
@@ -110,7 +111,12 @@ def lip_sync(
 
     aperture: (T,) with NaN where the lips were not seen (interpolated over for the
     correlation); envelope: (T,) aligned to the same frames. Frames whose window holds less than
-    ``min_valid`` seen apertures are NaN. Returns float32 (T,) in [-1, 1]."""
+    ``min_valid`` seen apertures are NaN, and so are frames where the mouth barely moves (standard
+    deviation of the aperture over the window < ``min_motion``): a correlation of landmark jitter
+    with the speech is chance (measured on benchmarks/speaking_quality.py: the listening anchor's
+    aperture varies by 0.005 and its lip sync with another man's voice reached a median of +0.27;
+    talking mouths vary by 0.024-0.073, the Black Journal host's and guest's barely tracked ones by
+    0.006-0.011). Returns float32 (T,) in [-1, 1]."""
     ap = np.asarray(aperture, np.float64).reshape(-1)
     env = np.asarray(envelope, np.float64).reshape(-1)
     if len(ap) != len(env):
@@ -130,4 +136,6 @@ def lip_sync(
         acc += windowed_corr(ap, e, w)
     out = acc / max(len(lags), 1)
     out[_box_mean(seen.astype(np.float64), w) < min_valid] = np.nan
+    motion = np.sqrt(np.maximum(_box_mean(ap * ap, w) - _box_mean(ap, w) ** 2, 0.0))
+    out[motion < min_motion] = np.nan
     return out.astype(np.float32)

@@ -46,28 +46,34 @@ columns. A person with no face track gets NaN speaking values and -1, never a ma
 
 Speech attribution (issue 11 §2; :func:`attribute_speech`). The speaking stage's score follows
 the audio but cannot say whose voice it is: two people whose lips move while one of them speaks
-both score > 0. Here, where the whole-body keypoints are available, each person's mouth is
-checked against the speech itself: ``lip_aperture`` (inner-lip gap / eye-corner distance, from
-the iBUG-68 inner lips in the 133 keypoints) and ``lip_sync`` (its correlation with the speech
-envelope of the clip's audio over 1.64 s, the sound following the lips by 80-240 ms; see
-:mod:`talkset.annotators.av_sync`). A person's score is pulled towards -1 where another person's
-lips follow the speech clearly better (``lip_sync`` of the other >= ``sync_min`` and higher than
-theirs by >= ``sync_margin``, ramping over ``sync_ramp``); it is never raised. The speaking
-stage's score is kept as ``asd_vad_score``; the raw signals are columns.
+both score > 0. Where the whole-body keypoints are known, each person's mouth is checked against
+the speech itself and kept as columns: ``lip_aperture`` (inner-lip gap / eye-corner distance,
+from the iBUG-68 inner lips in the 133 keypoints) and ``lip_sync`` (its correlation with the
+speech envelope of the clip's audio over 1.64 s, the sound following the lips by 80-240 ms;
+NaN where the mouth barely moves; see :mod:`talkset.annotators.av_sync`). With
+``attribution=True`` a person's score is pulled towards -1 where another person's lips follow
+the speech clearly better (``lip_sync`` of the other >= ``sync_min`` and above theirs by
+>= ``sync_margin``, ramping over ``sync_ramp``; never raised), and the speaking stage's score is
+kept as ``asd_vad_score``. It is **off by default**: measured, it does not pay.
 
-Why so cautious (measured with benchmarks/speaking_quality.py, see its module doc; figures in
-the README of issue 11's report): no signal available offline attributes speech reliably.
+Measured with ``benchmarks/speaking_quality.py`` (17 cases built from the shared clips; per-frame
+accuracy of ``speaking_score > 0``, 2-core VM, 2026-12-02), no signal available offline
+attributes speech reliably:
 
 - Light-ASD (both checkpoints) does not test synchronisation: on a split-screen composite of the
   boxer and the restaurant man, each face's mean logit with its own voice and with the other's
   differs by < 0.5 either way, and shifting the whole audio by up to 0.8 s changes the boxer's
-  TalkSet logit by < 1.3 (a SyncNet-style offset test therefore finds no peak at 0).
-- The lip-envelope correlation separates a speaker with large, clear mouth movements (the boxer:
-  ``lip_sync`` +0.35-0.41 higher when his voice plays) but not the others: MediaPipe's inner lips
-  barely open for the Black Journal host and guest (aperture 0.02 +- 0.01, also with FaceMesh
-  run on the face crops directly), and the restaurant man's separation is < 0.1.
-- So the rule acts only on strong contrary evidence: on the composites it lifts per-frame
-  accuracy from 0.50 to 0.56 and leaves the other families where they were (README, issue 11).
+  TalkSet logit by < 1.3 with no peak at offset 0 (a SyncNet-style offset test finds nothing).
+- ``lip_sync`` separates a speaker with large, clear mouth movements (the boxer: +0.35-0.41
+  higher when his own voice plays) but not the others: MediaPipe's inner lips barely open for the
+  Black Journal host and guest (aperture 0.02 +- 0.01; FaceMesh run on the face crops directly
+  gives the same), and the restaurant man's separation is < 0.1. Over the composites its AP is
+  0.61-0.67 (1 = perfect, 0.5 = chance).
+- The rule with (sync_min, sync_margin) = (0.15, 0.15): composites 0.502 -> 0.550, turn-taking
+  0.754 -> 0.729, silence 0.880 -> 0.868, noise 0.848 -> 0.829; with (0.35, 0.35): composites
+  0.511, turns 0.746, noise 0.818. Every setting that gains on composites loses 2-3 points on
+  turn-taking or noise, where a listener's jittering lips correlate with the talker's voice by
+  chance (up to +0.66 over a window).
 """
 
 from __future__ import annotations
@@ -273,8 +279,10 @@ class AlignStage(Stage):
       :func:`talkset.annotators.av_sync.lip_sync` measure (41 = 1.64 s; 2-6 = 80-240 ms, the
       lag range of mouth opening to envelope reported for continuous speech).
     - ``attribution``, ``sync_min``, ``sync_margin``, ``sync_ramp``: the speech-attribution
-      rule of :func:`attribute_speech` (module doc); ``attribution=False`` keeps the speaking
-      stage's score as ``speaking_score``.
+      rule of :func:`attribute_speech` (module doc). Off by default (measured: it costs the
+      turn-taking and noise cases 2-3 points for at most 5 points on the composites); off,
+      ``speaking_score`` is the speaking stage's score and ``lip_aperture`` / ``lip_sync`` are
+      still written.
     """
 
     kpt_score_min: float = 0.4
@@ -284,7 +292,7 @@ class AlignStage(Stage):
     sync_min: float = 0.15
     sync_margin: float = 0.15
     sync_ramp: float = 0.1
-    attribution: bool = True
+    attribution: bool = False
 
     name: ClassVar[str] = "align"
     resources: ClassVar[Resources] = Resources(cpus=0.25)
