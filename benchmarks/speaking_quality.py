@@ -72,6 +72,8 @@ PANEL_W, PANEL_H = 640, 720
 VOICE_RMS = 0.1  # -20 dBFS
 FADE_S = 0.010
 SEARCH_S = 0.5  # transition search radius (s)
+#: raw per-frame columns whose AP is printed on their own
+RAW_SIGNALS = ("asd_logit_talkset", "asd_logit_ava", "vad_prob", "lip_sync", "asd_vad_score")
 
 
 @dataclass(frozen=True)
@@ -421,7 +423,7 @@ def score(out: Path, families: tuple[str, ...], dump: Path | None = None, root: 
     """Score every built case that was collected (into ``root``, default ``<out>/root``); prints
     the tables; returns the figures."""
     results = load_results(root or out / "root")
-    per_family: dict[str, dict] = {f: {"truth": [], "score": [], "errs": [], "missed": [], "cases": 0} for f in families}
+    per_family: dict[str, dict] = {f: {"truth": [], "score": [], "errs": [], "missed": [], "cases": 0, "raw": {}} for f in families}
     lines = []
     raw = {}
     for case in CASES:
@@ -448,6 +450,10 @@ def score(out: Path, families: tuple[str, ...], dump: Path | None = None, root: 
             acc = float(np.mean((s_filled > 0) == t))
             parts.append(f"{p['side']} acc {acc:.2f} >0 {np.mean(s_filled > 0):.2f} truth {t.mean():.2f} cover {cover:.2f}"
                          + (f" trans {' '.join(f'{e:.2f}' for e in errs)}" if errs else ""))
+            for col in RAW_SIGNALS:
+                if col in res["signals"]:
+                    v = person_series(res, p["side"], n, col)[0]
+                    fam["raw"].setdefault(col, []).append(np.where(np.isnan(v), -np.inf, v))
             if dump is not None:
                 for col in res["signals"]:
                     raw[f"{case.name}|{p['side']}|{col}"] = person_series(res, p["side"], n, col)[0]
@@ -468,6 +474,14 @@ def score(out: Path, families: tuple[str, ...], dump: Path | None = None, root: 
         figures[f] = {"cases": d["cases"], "frames": int(len(t)), "accuracy": acc, "ap": ap, "transition_median_s": med,
                       "transition_within_0.1": within, "transitions": int(len(errs)), "missed": int(sum(d["missed"]))}
         print(f"{f:10s} {d['cases']:5d} {len(t):7d} {acc:8.3f} {ap:6.3f} {med:11.3f} {within:8.2f} {sum(d['missed']):3d}/{len(errs):<3d}")
+    print("\nAP of each raw signal alone against the truth (frames without a value rank last):")
+    for f, d in per_family.items():
+        if d["truth"] and np.concatenate(d["truth"]).any():
+            t = np.concatenate(d["truth"])
+            aps = {c: average_precision(t, np.concatenate(v)) for c, v in d["raw"].items()
+                   if np.isfinite(np.concatenate(v)).any()}  # fmt: skip
+            figures[f]["raw_ap"] = aps
+            print(f"  {f:10s} " + "  ".join(f"{c} {a:.3f}" for c, a in aps.items()))
     print("\nper case (L / R person: accuracy, share > 0, share of truth frames speaking, share of frames scored,"
           " transition errors s):")
     print("\n".join(lines))
