@@ -499,7 +499,15 @@ def realign(out: Path, dest: Path, attribution: bool = False) -> None:
     re-run; a full run of this benchmark is what gives the figures)."""
     import shutil
 
-    from talkset.items import Clip, FaceTrack, PersonTrack, PoseTrack, Shot, Source, SpeakingTrack
+    from talkset.items import (
+        Clip,
+        FaceTrack,
+        PersonTrack,
+        PoseTrack,
+        Shot,
+        Source,
+        SpeakingTrack,
+    )
     from talkset.stages.align import AlignStage
     from talkset.stages.write import WriteStage
     from talkset.storage.catalog import connect

@@ -16,7 +16,15 @@ from conftest import clip
 
 from talkset import media
 from talkset.annotators import av_sync
-from talkset.items import Clip, FaceTrack, PersonTrack, PoseTrack, Shot, Source, SpeakingTrack
+from talkset.items import (
+    Clip,
+    FaceTrack,
+    PersonTrack,
+    PoseTrack,
+    Shot,
+    Source,
+    SpeakingTrack,
+)
 from talkset.stages.align import AlignStage, attribute_speech
 
 N = 150  # 6 s at 25 fps
