@@ -4,7 +4,12 @@ For each real cut below, face tracks come from the faces stage and the speaking 
 the original audio, with silence, and (interview) with another clip's speech. Prints, per face
 track: the share of frames with score > 0, the mean of each raw column and of the score, and the
 share of frames each single ingredient would call "speaking"; then seconds of compute per second
-of video. Run: ``.venv/bin/python benchmarks/speaking_figures.py`` (about 3-6 min on 2 busy cores).
+of video. First it prints the stage's cost per part (decode + crops, MFCC, VAD, each Light-ASD
+pass), before and after the issue-15 changes (one-warp crops, BatchNorm folded into 2D
+convolutions), measured in the same run.
+
+    .venv/bin/python benchmarks/speaking_figures.py                 # about 5-10 min on 2 busy cores
+    .venv/bin/python benchmarks/speaking_figures.py --cost-only     # the cost table alone
 """
 
 from __future__ import annotations
@@ -56,10 +61,103 @@ def task_for(mp4: Path, wav: Path, dur: float) -> Clip:
     )  # fmt: skip
 
 
+COST_CUTS = [
+    # name, clip, start s, duration s
+    ("blackjournal two-shot (480x360, 2 faces)", "dvscripts_blackjournal.mp4", 12.0, 20.0),
+    ("interview (1280x720, 2 faces)", "visualvoice_interview.mp4", 0.0, 17.5),
+    ("debate (1280x720, 2 faces)", "clearervoice_tse_001.avi", 0.0, 7.9),
+]
+
+
+def _reference_crops(video_path: str, tracks: list) -> list[np.ndarray]:
+    """The crops as the speaking stage made them before issue 15: BGR decode, grey conversion,
+    then per face the reference's pad-the-frame / resize / centre crop."""
+    import cv2
+
+    from talkset.annotators import light_asd
+
+    geo = [light_asd.smooth_boxes(t.boxes) for t in tracks]
+    out = [np.zeros((len(t.frame_idx), 112, 112), np.uint8) for t in tracks]
+    for k, _t, img in media.iter_frames(video_path):
+        gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        for i, t in enumerate(tracks):
+            j = k - int(t.frame_idx[0])
+            if 0 <= j < len(t.frame_idx):
+                out[i][j] = light_asd.face_crop(gray, *geo[i][j])
+    return out
+
+
+def cost(faces: FacesStage, speaking: SpeakingStage, seconds: float | None) -> None:
+    """CPU seconds per video second of each part of the speaking stage, before (reference crops,
+    layer-by-layer Light-ASD) and after (one-warp crops, folded Light-ASD), in one run, one
+    thread; plus the largest logit difference the change makes."""
+    from talkset.annotators import light_asd
+
+    print("\n== speaking stage cost, CPU-s per video-s (1 thread; before -> after, ratio)")
+    for name, src, start, dur in COST_CUTS:
+        dur = min(dur, seconds) if seconds else dur
+        with tempfile.TemporaryDirectory() as d:
+            mp4, wavs = cut(Path(d), CLIPS / src, start, dur, {"orig": None})
+            tracks = faces.process(task_for(mp4, wavs["orig"], dur)).face_tracks
+            if not tracks:
+                print(f"  {name}: no face tracks")
+                continue
+            t = {}
+            if name == COST_CUTS[0][0]:  # warm-up (library loading, first allocations), not timed
+                warm = [tr for tr in tracks[:1]]
+                _reference_crops(str(mp4), warm)
+                w = speaking.face_crops(str(mp4), warm)
+                for net in speaking._nets.values():
+                    light_asd.score_tracks(net, [np.zeros((4 * len(w[0]), 13), np.float32)], w)
+
+            def timed(key, f, *a):
+                t0 = time.process_time()
+                r = f(*a)
+                t[key] = (time.process_time() - t0) / dur
+                return r
+
+            old = timed("crops before", _reference_crops, str(mp4), tracks)
+            new = timed("crops after", speaking.face_crops, str(mp4), tracks)
+            audio = media.read_audio(wavs["orig"], 16000)
+            mfcc = timed("mfcc", light_asd.mfcc_100hz, audio)
+            timed("vad", speaking.vad_per_frame, audio, int(round(dur * 25)))
+            feats = [light_asd.mfcc_for_frames(mfcc, int(tr.frame_idx[0]), len(c)) for tr, c in zip(tracks, new)]
+            diffs = []
+            for ck, net in speaking._nets.items():
+                net.model.visualEncoder.folded = False
+                ref = timed(f"{ck} before", light_asd.score_tracks, net, feats, old)
+                net.model.visualEncoder.folded = True
+                fast = timed(f"{ck} after", light_asd.score_tracks, net, feats, new)
+                diffs.append(max(float(np.abs(a - b).max()) for a, b in zip(ref, fast)))
+            before = t["crops before"] + t["mfcc"] + t["vad"] + sum(v for k, v in t.items() if k.endswith(" before") and k != "crops before")
+            after = t["crops after"] + t["mfcc"] + t["vad"] + sum(v for k, v in t.items() if k.endswith(" after") and k != "crops after")
+            print(f"  {name}, {dur:.1f} s, {len(tracks)} face tracks:")
+            print(f"    decode + crops {t['crops before']:.3f} -> {t['crops after']:.3f} ({t['crops before'] / max(t['crops after'], 1e-9):.2f}x); "
+                  f"MFCC {t['mfcc']:.4f}; VAD {t['vad']:.4f}")  # fmt: skip
+            for ck in speaking._nets:
+                print(f"    Light-ASD {ck}: {t[ck + ' before']:.3f} -> {t[ck + ' after']:.3f} "
+                      f"({t[ck + ' before'] / max(t[ck + ' after'], 1e-9):.2f}x)")  # fmt: skip
+            print(f"    whole stage {before:.3f} -> {after:.3f} CPU-s per video-s ({before / max(after, 1e-9):.2f}x); "
+                  f"outside the networks {t['crops before'] + t['mfcc'] + t['vad']:.3f} -> {t['crops after'] + t['mfcc'] + t['vad']:.3f}; "
+                  f"largest logit change {max(diffs):.3f}")  # fmt: skip
+
+
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cost-only", action="store_true", help="only the cost breakdown")
+    ap.add_argument("--cost-seconds", type=float, default=None, help="cut each cost clip to this many seconds")
+    args = ap.parse_args()
     faces, speaking = FacesStage(), SpeakingStage()
     faces.setup()
     speaking.setup()
+    import torch
+
+    torch.set_num_threads(1)
+    cost(faces, speaking, args.cost_seconds)
+    if args.cost_only:
+        return
     seconds, video_s = 0.0, 0.0
     for name, src, start, dur, audio, note in CUTS:
         print(f"\n== {name} ({src}): {note}")

@@ -169,7 +169,10 @@ class Alignment:
     ``frames`` table's annotation columns: ``keypoints`` float32 (T, 133, 3), ``keypoints_59``
     float32 (T, 59, 3) (NaN rows where no pose was assigned), ``face_box`` float32 (T, 4) NaN for
     none, ``face_track_id`` int32 (T,) -1 for none, and the :attr:`SpeakingTrack.COLUMNS` float32
-    (T,) NaN for none. A stage that did not run leaves its columns out (null in Parquet).
+    (T,) NaN for none; with face keypoints and the clip's audio also ``lip_aperture``,
+    ``lip_sync`` and ``asd_vad_score`` float32 (T,) (``speaking_score`` is then the speaking
+    stage's score after the speech attribution of :mod:`talkset.stages.align`). A stage that did
+    not run leaves its columns out (null in Parquet).
     ``face_to_person``: ``{face_track_id: track_id}``; ``stats``: counts (see the align stage).
     """
 

@@ -43,15 +43,49 @@ the person has no face, ``face_track_id`` int32 (T,) -1 for none, ``asd_logit_ta
 not run (its field ``None`` on the clip) leaves its columns out (null in Parquet): no pose
 -> no keypoint columns; no faces -> no face or speaking columns; no speaking -> no speaking
 columns. A person with no face track gets NaN speaking values and -1, never a made-up score.
+
+Speech attribution (issue 11 §2; :func:`attribute_speech`). The speaking stage's score follows
+the audio but cannot say whose voice it is: two people whose lips move while one of them speaks
+both score > 0. Where the whole-body keypoints are known, each person's mouth is checked against
+the speech itself and kept as columns: ``lip_aperture`` (inner-lip gap / eye-corner distance,
+from the iBUG-68 inner lips in the 133 keypoints) and ``lip_sync`` (its correlation with the
+speech envelope of the clip's audio over 1.64 s, the sound following the lips by 80-240 ms;
+NaN where the mouth barely moves; see :mod:`talkset.annotators.av_sync`). With
+``attribution=True`` a person's score is pulled towards -1 where another person's lips follow
+the speech clearly better (``lip_sync`` of the other >= ``sync_min`` and above theirs by
+>= ``sync_margin``, ramping over ``sync_ramp``; never raised), and the speaking stage's score is
+kept as ``asd_vad_score``. It is **off by default**: measured, it does not pay.
+
+Measured with ``benchmarks/speaking_quality.py`` (17 cases built from the shared clips; per-frame
+accuracy of ``speaking_score > 0``, 2-core VM, 2026-12-02), no signal available offline
+attributes speech reliably:
+
+- Light-ASD (both checkpoints) does not test synchronisation: on a split-screen composite of the
+  boxer and the restaurant man, each face's mean logit with its own voice and with the other's
+  differs by < 0.5 either way, and shifting the whole audio by up to 0.8 s changes the boxer's
+  TalkSet logit by < 1.3 with no peak at offset 0 (a SyncNet-style offset test finds nothing).
+- ``lip_sync`` separates a speaker with large, clear mouth movements (the boxer: +0.35-0.41
+  higher when his own voice plays) but not the others: MediaPipe's inner lips barely open for the
+  Black Journal host and guest (aperture 0.02 +- 0.01; FaceMesh run on the face crops directly
+  gives the same), and the restaurant man's separation is < 0.1. Over the composites its AP is
+  0.61-0.67 (1 = perfect, 0.5 = chance).
+- The rule with (sync_min, sync_margin) = (0.15, 0.15): composites 0.502 -> 0.550, turn-taking
+  0.754 -> 0.729, silence 0.880 -> 0.868, noise 0.848 -> 0.829; with (0.35, 0.35): composites
+  0.511, turns 0.746, noise 0.818. Every setting that gains on composites loses 2-3 points on
+  turn-taking or noise, where a listener's jittering lips correlate with the talker's voice by
+  chance (up to +0.66 over a window).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from talkset import media
+from talkset.annotators import av_sync
 from talkset.items import (
     Alignment,
     Clip,
@@ -241,15 +275,29 @@ class AlignStage(Stage):
       the issue's rule).
     - ``upper_frac``: a face centre in the top ``upper_frac`` of a person box is preferred when
       two person boxes contain it (0.5: the upper half).
+    - ``sync_window`` (frames), ``sync_lags`` (frames the sound follows the lips): the
+      :func:`talkset.annotators.av_sync.lip_sync` measure (41 = 1.64 s; 2-6 = 80-240 ms, the
+      lag range of mouth opening to envelope reported for continuous speech).
+    - ``attribution``, ``sync_min``, ``sync_margin``, ``sync_ramp``: the speech-attribution
+      rule of :func:`attribute_speech` (module doc). Off by default (measured: it costs the
+      turn-taking and noise cases 2-3 points for at most 5 points on the composites); off,
+      ``speaking_score`` is the speaking stage's score and ``lip_aperture`` / ``lip_sync`` are
+      still written.
     """
 
     kpt_score_min: float = 0.4
     upper_frac: float = 0.5
+    sync_window: int = 41
+    sync_lags: tuple[int, ...] = (2, 3, 4, 5, 6)
+    sync_min: float = 0.15
+    sync_margin: float = 0.15
+    sync_ramp: float = 0.1
+    attribution: bool = False
 
     name: ClassVar[str] = "align"
     resources: ClassVar[Resources] = Resources(cpus=0.25)
     reads: ClassVar[tuple[str, ...]] = ("person_tracks",)
-    optional_reads: ClassVar[tuple[str, ...]] = ("poses", "face_tracks", "speaking")
+    optional_reads: ClassVar[tuple[str, ...]] = ("poses", "face_tracks", "speaking", "audio_path")
     writes: ClassVar[tuple[str, ...]] = ("alignment",)
 
     def process(self, task: Clip) -> Clip:
@@ -271,7 +319,83 @@ class AlignStage(Stage):
             face_to_person, fstats = assign_faces(tracks, list(task.face_tracks), self.upper_frac)
             stats.update(fstats)
             stats.update(_face_columns(tracks, task.face_tracks, task.speaking, face_to_person, columns))
+        if task.poses is not None:
+            stats.update(self._lip_columns(task, tracks, columns))
         return replace(task, alignment=Alignment(columns=columns, face_to_person=face_to_person, stats=stats))
+
+    def _lip_columns(self, task: Clip, tracks: list[PersonTrack], columns: dict[int, dict[str, np.ndarray]]) -> dict:
+        """``lip_aperture`` for every person with confident face keypoints; with the clip's audio also
+        ``lip_sync``, and (``attribution``, speaking scores present) ``asd_vad_score`` = the
+        speaking stage's score and ``speaking_score`` after :func:`attribute_speech`."""
+        n = max([int(task.num_frames or 0)] + [int(t.frame_idx[-1]) + 1 for t in tracks if len(t)])
+        dense_ap: dict[int, np.ndarray] = {}
+        for t in tracks:
+            kp = columns[t.track_id].get("keypoints")
+            if kp is None:
+                continue
+            ap = av_sync.lip_aperture(kp)
+            if not np.isfinite(ap).any():
+                continue  # no face keypoints for this person: no lip columns
+            columns[t.track_id]["lip_aperture"] = ap
+            d = np.full(n, np.nan, np.float32)
+            d[np.asarray(t.frame_idx, dtype=np.int64)] = ap
+            dense_ap[t.track_id] = d
+        out = {"lip_frames": int(sum(np.isfinite(columns[t]["lip_aperture"]).sum() for t in dense_ap))}
+        if not dense_ap or not task.audio_path or not Path(task.audio_path).is_file():
+            return out
+        try:
+            audio = media.read_audio(task.audio_path, av_sync.RATE)
+        except media.MediaError as exc:
+            raise StageError(f"align: clip {task.clip_id}: {exc}", stage=self.name) from exc
+        env = av_sync.speech_envelope(audio, n, av_sync.RATE, float(task.clip_fps or av_sync.FPS))
+        dense_sync = {tid: av_sync.lip_sync(ap, env, self.sync_window, self.sync_lags) for tid, ap in dense_ap.items()}
+        for t in tracks:
+            if t.track_id in dense_sync:
+                columns[t.track_id]["lip_sync"] = dense_sync[t.track_id][np.asarray(t.frame_idx, dtype=np.int64)]
+        if not self.attribution:
+            return out
+        demoted = 0
+        for t in tracks:
+            col = columns[t.track_id]
+            if "speaking_score" not in col:
+                continue
+            fi = np.asarray(t.frame_idx, dtype=np.int64)
+            others = [d[fi] for tid, d in dense_sync.items() if tid != t.track_id]
+            col["asd_vad_score"] = col["speaking_score"].copy()
+            if t.track_id not in dense_sync or not others:
+                continue
+            col["speaking_score"] = attribute_speech(
+                col["speaking_score"], dense_sync[t.track_id][fi], np.fmax.reduce(others),
+                self.sync_min, self.sync_margin, self.sync_ramp,
+            )  # fmt: skip
+            demoted += int(np.sum((col["asd_vad_score"] > 0) & ~(col["speaking_score"] > 0)))
+        out["speech_demoted_frames"] = demoted
+        return out
+
+
+def attribute_speech(
+    score: np.ndarray,
+    own_sync: np.ndarray,
+    other_sync: np.ndarray,
+    sync_min: float = 0.15,
+    sync_margin: float = 0.15,
+    ramp: float = 0.1,
+) -> np.ndarray:
+    """Lower a person's speaking score where another person's lips follow the speech clearly
+    better than theirs (all arrays (T,), aligned frames; NaN sync = not seen).
+
+    ``penalty = clip((other - own - sync_margin) / ramp, 0, 1) * clip((other - sync_min) / ramp, 0, 1)``
+    with ``own`` / ``other`` the person's :func:`~talkset.annotators.av_sync.lip_sync` and the best
+    of the others' (NaN own counts as 0, NaN other as -1: no evidence, no change), and
+    ``score' = score - penalty * (score + 1)``: unchanged without strong contrary evidence, -1 with
+    it. A score that is already < 0 stays < 0; the rule never raises a score. Returns float32 (T,)."""
+    s = np.asarray(score, np.float64)
+    own = np.nan_to_num(np.asarray(own_sync, np.float64), nan=0.0)
+    other = np.nan_to_num(np.asarray(other_sync, np.float64), nan=-1.0)
+    r = max(float(ramp), 1e-6)
+    pen = np.clip((other - own - sync_margin) / r, 0, 1) * np.clip((other - sync_min) / r, 0, 1)
+    out = s - pen * (s + 1.0)
+    return np.where(np.isnan(s), np.nan, out).astype(np.float32)
 
 
 def _face_columns(

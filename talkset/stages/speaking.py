@@ -40,7 +40,22 @@ Why (measured on ../shared/data with YuNet face tracks, see benchmarks/speaking_
   frames, but the listening anchor stays < 0 in 87-95 % of frames (a silent face does not
   become a speaker because someone speaks).
 - A face whose mouth moves while no one speaks (chewing, mouthing) is < 0 through the VAD.
-  What the score cannot do: tell which of two moving mouths owns foreign or dubbed speech.
+  What the score cannot do: tell which of two moving mouths owns foreign or dubbed speech. The
+  align stage checks each mouth against the speech where the whole-body keypoints are known
+  (``lip_sync``, :mod:`talkset.stages.align`); this stage's score is kept there as
+  ``asd_vad_score``.
+
+Cost (issue 15; ``benchmarks/speaking_figures.py --cost-only``, CPU-s per video-s with one
+thread, before -> after in one run, 2-core VM shared with other jobs, 2026-12-02): the two
+Light-ASD passes are 93-99 % of the stage; decoding and cropping cost 0.02 (480x360) to 0.09
+(720p) CPU-s/s, MFCC 0.001, Silero VAD 0.008. Light-ASD's inference path folds every BatchNorm
+into its convolution and runs the (1, k, k) / (k, 1, 1) 3D convolutions as 2D ones
+(:meth:`talkset.annotators.light_asd._VisualEncoder.forward_folded`, logits equal to 5e-7): per
+checkpoint 1.53-1.60x faster, the whole stage 3.98 -> 2.61 (blackjournal two-shot, 3 face
+tracks), 2.79 -> 1.81 (interview 720p, 2 tracks), 2.87 -> 1.85 (debate 720p, 2 tracks). Crops
+are one ``cv2.warpAffine`` per face instead of padding the whole frame per face (equal within
+one grey level; the largest logit change of both changes together is 0.09); at these sizes
+that is as fast as before (0.94-1.07x), it keeps a large frame from costing more per face.
 """
 
 from __future__ import annotations
@@ -176,7 +191,12 @@ class SpeakingStage(Stage):
 
     def face_crops(self, video_path: str, tracks: list[FaceTrack]) -> list[np.ndarray]:
         """112 x 112 grayscale crops of each face track, decoding the clip once.
-        Returns one uint8 (F_i, 112, 112) array per track."""
+
+        Each crop is one ``cv2.warpAffine`` of the grey frame (:func:`light_asd.crop_matrix`)
+        instead of padding the whole frame and resizing per face (the reference's
+        ``face_crop``, kept in :mod:`talkset.annotators.light_asd` as the reference): the same
+        crops within one grey level, and a cost that does not grow with the frame size per
+        face. Returns one uint8 (F_i, 112, 112) array per track."""
         import cv2
 
         want: dict[int, list[tuple[int, int]]] = {}
@@ -197,7 +217,7 @@ class SpeakingStage(Stage):
             gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
             for i, j in want[k]:
                 cx, cy, s = geo[i][j]
-                crops[i][j] = light_asd.face_crop(gray, cx, cy, s, self.crop_scale)
+                crops[i][j] = light_asd.face_crop_warp(gray, light_asd.crop_matrix(cx, cy, s, self.crop_scale))
             seen.add(k)
         missing = set(want) - seen
         if missing:

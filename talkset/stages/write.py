@@ -9,6 +9,7 @@ aligned to that track's ``frame_idx``:
 - ``face_box`` float32 (T, 4), NaN where the person has no face in that frame
 - ``face_track_id`` int32 (T,), -1 for none
 - ``asd_logit_talkset``, ``asd_logit_ava``, ``vad_prob``, ``speaking_score`` float32 (T,), NaN for none
+- ``lip_aperture``, ``lip_sync``, ``asd_vad_score`` float32 (T,), NaN for none (align stage, issue 11)
 
 NaN / -1 become nulls in Parquet. The clip's ``clips`` row is written last (the commit point).
 """
@@ -97,6 +98,9 @@ def frames_table(task: Clip) -> pa.Table:
             "asd_logit_ava": _float_col(extra.get("asd_logit_ava"), n),
             "vad_prob": _float_col(extra.get("vad_prob"), n),
             "speaking_score": _float_col(extra.get("speaking_score"), n),
+            "lip_aperture": _float_col(extra.get("lip_aperture"), n),
+            "lip_sync": _float_col(extra.get("lip_sync"), n),
+            "asd_vad_score": _float_col(extra.get("asd_vad_score"), n),
         }
         parts.append(pa.Table.from_pydict(cols, schema=S.FRAMES))
     if not parts:

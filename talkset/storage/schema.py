@@ -63,6 +63,10 @@ FRAMES = pa.schema(
         ("asd_logit_ava", F32),
         ("vad_prob", F32),
         ("speaking_score", F32),  # [-1, 1]; 1 speaking, -1 silent; null without a face track
+        # issue 11: audio-visual attribution (talkset.annotators.av_sync, talkset.stages.align)
+        ("lip_aperture", F32),  # inner-lip gap / outer eye-corner distance; null without face keypoints
+        ("lip_sync", F32),  # [-1, 1] lagged windowed correlation of lip aperture and speech envelope
+        ("asd_vad_score", F32),  # the speaking stage's score before attribution (speaking_score's input)
     ]
 )
 
