@@ -20,6 +20,10 @@ OFFLINE_ENV = {
     # Prefect: no analytics.
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
+    # Prefect starts a temporary API server when no PREFECT_API_URL is set; its default 20 s start-up
+    # wait timed out on a loaded CI machine (two kill/resume tests failed with "Timed out while attempting
+    # to connect to ephemeral Prefect API server"), so wait longer before giving up.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     # Hugging Face libraries never reach a hub at run time.
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
