@@ -7,4 +7,4 @@ export OMP_NUM_THREADS=1 RAY_USAGE_STATS_ENABLED=0 PREFECT_SERVER_ANALYTICS_ENAB
 export TALKSET_WEIGHTS=${TALKSET_WEIGHTS:-$(cd .. && pwd)/shared/weights}
 # A private Prefect home so tests use their own ephemeral API database.
 export PREFECT_HOME=${PREFECT_HOME:-$(mktemp -d -t talkset-prefect-XXXX)}
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -p no:cacheprovider --durations=15 "$@"
