@@ -106,7 +106,8 @@ def test_plain_queries_work_with_exact_values(env):
     _, rows = query(root, "SELECT source, shot_idx, kept, reason FROM shots WHERE NOT kept ORDER BY source")
     assert rows == [("s1", 2, False, "too_short"), ("s2", 2, False, "too_short")]
     assert query(root, "SELECT stage, error FROM failures")[1] == [("download", "HTTP 404")]
-    assert query(root, "SELECT split, count(*) FROM splits GROUP BY ALL ORDER BY ALL")[1] == [("test_easy", 1), ("train", 3)]
+    splits = query(root, "SELECT split, count(*) FROM splits GROUP BY ALL ORDER BY ALL")[1]
+    assert splits == [("test_easy", 1), ("train", 3)]
     assert query(root, "SELECT clip_id, psnr FROM eval")[1] == [("s1-s0000", 20.0)]
     # WITH, FROM-first, DESCRIBE, SUMMARIZE, EXPLAIN [ANALYZE] of a SELECT, a trailing ';' and comments
     assert query(root, "WITH c AS (SELECT * FROM clips) SELECT max(num_frames) FROM c;")[1] == [(5,)]
