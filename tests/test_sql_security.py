@@ -269,3 +269,21 @@ def test_cli_sql_refuses_escapes_and_answers_queries(env):
     r = run("SELECT source, count(*) AS n FROM clips GROUP BY ALL ORDER BY ALL", "--format", "json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == [{"source": "s1", "n": 2}, {"source": "s2", "n": 2}]
+
+
+def test_symlinks_stay_confined(tmp_path):
+    """A table folder symlinked to another disk still reads (DuckDB resolves symlinks, so its real
+    folder is allowed too); a symlink planted under ``tables/`` to a file outside stays refused."""
+    root = DatasetRoot(tmp_path / "root")
+    root.write_failure("s1", "download", "http://127.0.0.1:9/x.mp4", "HTTP 404", "r1")
+    (tmp_path / "disk2").mkdir()
+    (root.root / "tables" / "failures").rename(tmp_path / "disk2" / "failures")
+    (root.root / "tables" / "failures").symlink_to(tmp_path / "disk2" / "failures")
+    assert query(root.root, "SELECT source, error FROM failures")[1] == [("s1", "HTTP 404")]
+    (tmp_path / "secret.txt").write_text("SECRET\n")
+    (root.root / "tables" / "link.txt").symlink_to(tmp_path / "secret.txt")
+    (root.root / "tables" / "etc").symlink_to("/etc")
+    for sql in (f"SELECT * FROM read_text('{root.root}/tables/link.txt')",
+                f"SELECT * FROM glob('{root.root}/tables/etc/*')"):
+        with pytest.raises(ReadOnlyError, match="reads only the dataset root's tables"):
+            query(root.root, sql)

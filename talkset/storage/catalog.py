@@ -104,6 +104,21 @@ def _sql_str(v: str) -> str:
     return "'" + v.replace("'", "''") + "'"
 
 
+def _table_dirs(tables: Path) -> list[str]:
+    """``<root>/tables/`` and the real folder of each table folder of :data:`schema.SCHEMAS` (or a
+    partition folder in one) that is a symlink: DuckDB resolves symlinks before it checks
+    ``allowed_directories`` (measured, duckdb 2.0.0: a ``tables/frames`` symlinked to another disk is
+    refused otherwise). Other symlinks under ``tables/`` (``tables/etc -> /etc``) stay refused."""
+    out = [str(tables) + os.sep]
+    for name in S.SCHEMAS:
+        d = tables / name
+        if not d.is_dir():
+            continue
+        subs = [d] + [Path(e.path) for e in os.scandir(d) if e.is_dir()]
+        out += [os.path.realpath(p) + os.sep for p in subs if p.is_symlink()]
+    return out
+
+
 def connect_locked(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     """:func:`connect`'s views, then DuckDB confined to ``<root>/tables/`` and its configuration locked.
 
@@ -116,9 +131,10 @@ def connect_locked(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     tables = DatasetRoot(root).root / "tables"
     spill = tempfile.mkdtemp(prefix="talkset-sql-")
     weakref.finalize(con, shutil.rmtree, spill, True)
+    allowed = ", ".join(_sql_str(d) for d in _table_dirs(tables))
     for stmt in (
         f"SET temp_directory = {_sql_str(spill)}",
-        f"SET allowed_directories = [{_sql_str(str(tables) + os.sep)}]",
+        f"SET allowed_directories = [{allowed}]",
         "SET allowed_paths = []",
         "SET python_enable_replacements = false",
         "SET autoload_known_extensions = false",
