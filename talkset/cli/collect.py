@@ -100,7 +100,13 @@ def register(sub) -> None:
     c.add_argument("--json", action="store_true", help="print the run summary as JSON")
     c.set_defaults(func=_collect)
 
-    s = sub.add_parser("sql", help="run a read-only SQL query over a dataset root (DuckDB)")
+    s = sub.add_parser(
+        "sql",
+        help="run one read-only SELECT over a dataset root's tables (DuckDB, confined to ROOT/tables)",
+        description="One SELECT (or EXPLAIN [ANALYZE] of one) over the views clips, frames, shots, failures "
+        "(and splits / eval when present). DuckDB is confined to ROOT/tables with its configuration locked; "
+        "anything that writes, changes a setting, loads an extension or reads another path exits 2.",
+    )
     s.add_argument("query")
     s.add_argument("--root", required=True)
     s.add_argument("--format", choices=["table", "csv", "json"], default="table")

@@ -3,22 +3,63 @@
 Views read ``root/tables/<name>/**/*.parquet`` with ``hive_partitioning=true``, so the
 ``source`` column comes from the folder names. ``frames`` shows only rows of committed clips
 (those with a ``clips`` shard), so a clip interrupted mid-write is never half visible.
+
+User SQL (``talkset sql``, :func:`query`, anything that runs a query string someone else wrote) runs
+on :func:`connect_locked`: the same views, then DuckDB's own confinement, then a statement filter.
+
+- Confinement, set after the views and then locked: ``enable_external_access=false`` with
+  ``allowed_directories=['<root>/tables/']`` (plus a private, empty spill folder, which DuckDB adds by
+  itself), ``python_enable_replacements=false`` (else ``FROM x`` reads any pandas / Arrow object in the
+  caller's Python frames), extension autoload / autoinstall off, ``lock_configuration=true`` so no
+  ``SET`` / ``RESET`` / ``PRAGMA x=y`` can undo it. Measured with duckdb 2.0.0: the hive-glob views
+  still read; ``read_csv`` / ``read_text`` / ``read_blob`` / ``read_json`` / ``sniff_csv`` /
+  ``parquet_metadata`` / ``glob`` / ``read_parquet`` of any path outside ``<root>/tables/`` (``..``
+  included, ``file://`` and ``http(s)://`` too), ``COPY ... TO`` outside it, ``EXPORT DATABASE``,
+  ``ATTACH`` of a file and ``INSTALL`` / ``LOAD`` raise ``PermissionException``.
+- The filter stays because confinement alone is not read-only: ``COPY (...) TO '<root>/tables/x/y.parquet'``
+  writes inside the allowed folder (and would inject rows into a view), ``EXPLAIN ANALYZE CREATE TABLE``,
+  ``ATTACH ':memory:'``, ``DROP VIEW`` and ``CREATE OR REPLACE VIEW clips`` run in memory. It uses
+  DuckDB's parser (``extract_statements``, ``tokenize``), no regexes: exactly one statement, of type
+  ``SELECT`` (which covers ``WITH``, ``FROM x``, ``VALUES``, ``TABLE``, ``DESCRIBE``, ``SHOW``,
+  ``SUMMARIZE``), or ``EXPLAIN [ANALYZE] [(options)]`` of one ``SELECT``. A comment never hides a second
+  statement: the parser counts it (``SELECT 1 -- x\n; COPY ...`` is two statements).
+- Cost: ``benchmarks/sql_readonly.py`` (README queries, locked vs unlocked connection).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
 
 import duckdb
 
 from . import schema as S
 from .root import DatasetRoot
 
-READ_ONLY_TYPES = {"SELECT", "EXPLAIN", "PRAGMA", "SHOW", "DESCRIBE"}
+READ_ONLY_TYPES = {"SELECT"}  # statement types user SQL may run (EXPLAIN: only of a SELECT, see check_statement)
+
+_WHY = {
+    "COPY": "it writes files (use --format csv / json and redirect the output instead)",
+    "EXPORT": "it writes files",
+    "COPY_DATABASE": "it writes a database",
+    "ATTACH": "it opens another database",
+    "DETACH": "it changes the attached databases",
+    "LOAD": "it installs or loads an extension",
+    "EXTENSION": "it installs or loads an extension",
+    "SET": "it changes a setting (the configuration is locked)",
+    "VARIABLE_SET": "it changes a setting (the configuration is locked)",
+    "PRAGMA": "it runs a pragma (settings are locked; use SELECT * FROM duckdb_settings() to read them)",
+    "CALL": "it calls a procedure (use SELECT * FROM <table function>(...) instead)",
+    "PREPARE": "prepared statements are not allowed",
+    "EXECUTE": "prepared statements are not allowed",
+}
 
 
 class ReadOnlyError(ValueError):
-    """A statement given to :func:`query` would change something."""
+    """A statement given to :func:`query` would change something, or reads outside the dataset root."""
 
 
 def connect(root: str | os.PathLike, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
@@ -59,16 +100,141 @@ def connect(root: str | os.PathLike, con: duckdb.DuckDBPyConnection | None = Non
     return con
 
 
-def query(root: str | os.PathLike, sql: str):
-    """Run one read-only statement over the root; returns a DuckDB relation result as
-    ``(column_names, rows)``. Raises :class:`ReadOnlyError` for statements that write."""
+def _sql_str(v: str) -> str:
+    return "'" + v.replace("'", "''") + "'"
+
+
+def _table_dirs(tables: Path) -> list[str]:
+    """``<root>/tables/`` and the real folder of each table folder of :data:`schema.SCHEMAS` (or a
+    partition folder in one) that is a symlink: DuckDB resolves symlinks before it checks
+    ``allowed_directories`` (measured, duckdb 2.0.0: a ``tables/frames`` symlinked to another disk is
+    refused otherwise). Other symlinks under ``tables/`` (``tables/etc -> /etc``) stay refused."""
+    out = [str(tables) + os.sep]
+    for name in S.SCHEMAS:
+        d = tables / name
+        if not d.is_dir():
+            continue
+        subs = [d] + [Path(e.path) for e in os.scandir(d) if e.is_dir()]
+        out += [os.path.realpath(p) + os.sep for p in subs if p.is_symlink()]
+    return out
+
+
+def connect_locked(root: str | os.PathLike) -> duckdb.DuckDBPyConnection:
+    """:func:`connect`'s views, then DuckDB confined to ``<root>/tables/`` and its configuration locked.
+
+    For SQL text given by a user; run it through :func:`check_statement` first (:func:`query` does both).
+    Files outside ``<root>/tables/`` raise ``duckdb.PermissionException``; ``SET`` raises
+    ``duckdb.InvalidInputException`` (configuration locked). Spills go to a private temporary folder
+    removed when the connection is garbage-collected. See the module docstring for what was measured.
+    """
     con = connect(root)
-    stmts = con.extract_statements(sql)
+    tables = DatasetRoot(root).root / "tables"
+    spill = tempfile.mkdtemp(prefix="talkset-sql-")
+    weakref.finalize(con, shutil.rmtree, spill, True)
+    allowed = ", ".join(_sql_str(d) for d in _table_dirs(tables))
+    for stmt in (
+        f"SET temp_directory = {_sql_str(spill)}",
+        f"SET allowed_directories = [{allowed}]",
+        "SET allowed_paths = []",
+        "SET python_enable_replacements = false",
+        "SET autoload_known_extensions = false",
+        "SET autoinstall_known_extensions = false",
+        "SET allow_community_extensions = false",
+        "SET enable_external_access = false",
+        "SET lock_configuration = true",
+    ):
+        con.execute(stmt)
+    return con
+
+
+def check_statement(con: duckdb.DuckDBPyConnection, sql: str):
+    """The one read-only statement in ``sql`` (a ``duckdb.Statement``), parsed by DuckDB.
+
+    Accepts exactly one ``SELECT`` statement (``WITH``, ``FROM``, ``VALUES``, ``DESCRIBE``, ``SHOW``,
+    ``SUMMARIZE`` parse as ``SELECT``), or ``EXPLAIN [ANALYZE] [(options)]`` of one. Raises
+    :class:`ReadOnlyError` naming the statement type for anything else: several statements (a comment
+    cannot hide one: the parser counts statements, not lines), ``COPY``, ``EXPORT``, ``ATTACH`` /
+    ``DETACH``, ``INSTALL`` / ``LOAD``, ``SET`` / ``RESET`` / ``PRAGMA``, ``CREATE`` / ``INSERT`` /
+    ``UPDATE`` / ``DELETE`` / ``DROP`` / ``ALTER``, ``CALL``, ``PREPARE`` / ``EXECUTE``, a syntax error.
+    """
+    try:
+        stmts = con.extract_statements(sql)
+    except (duckdb.Error, ValueError) as exc:  # ValueError: a statement type the Python binding does not know
+        raise ReadOnlyError(f"talkset sql could not parse the statement: {str(exc).splitlines()[0]}") from exc
     if len(stmts) != 1:
-        raise ReadOnlyError(f"give exactly one statement (got {len(stmts)})")
-    kind = str(stmts[0].type).split(".")[-1].upper()
+        raise ReadOnlyError(
+            f"give exactly one statement (got {len(stmts)}): talkset sql runs a single SELECT")
+    stmt = stmts[0]
+    kind = _kind(stmt)
+    if kind == "EXPLAIN":
+        inner_kinds = []
+        for inner in _explained(stmt.query):
+            try:
+                inner_stmts = con.extract_statements(inner)
+            except (duckdb.Error, ValueError):
+                continue
+            inner_kinds += [_kind(inner_stmts[0])] if len(inner_stmts) == 1 else []
+        if not any(k in READ_ONLY_TYPES for k in inner_kinds):
+            got = inner_kinds[0] if inner_kinds else "a statement it could not parse"
+            raise ReadOnlyError(f"talkset sql is read-only: EXPLAIN is allowed only of a SELECT (got {got})")
+        return stmt
     if kind not in READ_ONLY_TYPES:
-        raise ReadOnlyError(f"talkset sql is read-only: {kind} statements are not allowed")
-    cur = con.execute(sql)
-    cols = [d[0] for d in cur.description] if cur.description else []
-    return cols, cur.fetchall()
+        why = _WHY.get(kind, "it would change the database")
+        raise ReadOnlyError(f"talkset sql is read-only: {kind} statements are not allowed: {why}")
+    return stmt
+
+
+def _kind(stmt) -> str:
+    """A statement's type name; ``UNKNOWN`` for types the Python binding cannot name (duckdb 2.0.0:
+    ``UPDATE EXTENSIONS`` raises ``ValueError: 29 is not a valid StatementType``)."""
+    try:
+        return stmt.type.name
+    except ValueError:
+        return "UNKNOWN"
+
+
+def _explained(sql: str) -> list[str]:
+    """What an ``EXPLAIN [ANALYZE|ANALYSE] [(options)] stmt`` may wrap, found with DuckDB's tokenizer
+    (comments skipped): the text after ``ANALYZE``, and the text after a parenthesised group there
+    (options, or a parenthesised query: the caller keeps the reading that parses as one SELECT)."""
+    all_toks = duckdb.tokenize(sql)
+    ends = [off for off, _ in all_toks[1:]] + [len(sql)]
+    kept = [(off, end) for (off, kind), end in zip(all_toks, ends) if kind != duckdb.token_type.comment]
+    toks = [off for off, _ in kept]
+    words = [sql[a:b].strip() for a, b in kept]
+    if not words or words[0].upper() != "EXPLAIN":
+        return []
+    i = 2 if len(words) > 1 and words[1].upper() in ("ANALYZE", "ANALYSE") else 1
+    out = [sql[toks[i]:]] if i < len(toks) else []
+    if i < len(words) and words[i].startswith("("):
+        depth = 0
+        while i < len(words):
+            depth += words[i].count("(") - words[i].count(")")
+            i += 1
+            if depth <= 0:
+                break
+        out += [sql[toks[i]:]] if i < len(toks) else []
+    return out
+
+
+def query(root: str | os.PathLike, sql: str):
+    """Run one read-only statement of user SQL over the root, on :func:`connect_locked`.
+
+    Returns ``(column_names, rows)``. Raises :class:`ReadOnlyError` for anything :func:`check_statement`
+    refuses and for reads outside ``<root>/tables/`` (DuckDB's ``PermissionException``); other DuckDB
+    errors (a missing column, a syntax error at run time) propagate as ``duckdb.Error``.
+    """
+    con = connect_locked(root)
+    try:
+        check_statement(con, sql)
+        try:
+            cur = con.execute(sql)
+        except duckdb.PermissionException as exc:
+            raise ReadOnlyError(
+                f"talkset sql reads only the dataset root's tables ({Path(DatasetRoot(root).root, 'tables')}): "
+                f"{str(exc).splitlines()[0]}"
+            ) from exc
+        cols = [d[0] for d in cur.description] if cur.description else []
+        return cols, cur.fetchall()
+    finally:
+        con.close()
