@@ -33,18 +33,18 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
+import numpy as np
+import pyarrow as pa
 
-from talkset.storage import schema as S  # noqa: E402
-from talkset.storage.catalog import connect, connect_locked, query  # noqa: E402
-from talkset.storage.root import DatasetRoot  # noqa: E402
+from talkset.storage import schema as S
+from talkset.storage.catalog import connect, connect_locked, query
+from talkset.storage.root import DatasetRoot
 
 # the README's queries (scripts/demo.sh) plus a listing of clips and a join
 QUERIES = {
@@ -74,7 +74,7 @@ def build_root(path: Path, sources: int, clips: int, frames: int, people: int, s
     rng = np.random.default_rng(seed)
     root = DatasetRoot(path)
     root.make_dirs()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     per_source = max(1, clips // sources)
     for s in range(sources):
         sid = f"src{s:03d}"

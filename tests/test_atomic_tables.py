@@ -24,6 +24,7 @@ import re
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -35,16 +36,11 @@ from talkset.storage.root import TMP_PREFIX, TMP_SUFFIX, DatasetRoot
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The writes, as the flows make them. Run in the child (WRITES[case](root)) and, for the re-run, here.
-WRITER_SRC = r'''
-from datetime import datetime, timezone
-from pathlib import Path
-
-T1 = datetime(2026, 12, 8, tzinfo=timezone.utc)
+T1 = datetime(2026, 12, 8, tzinfo=UTC)
 
 
+# The writes, as the flows make them: run in the child (killed) and here (the resumed run).
 def new_clip(root):
-    from talkset.storage.root import DatasetRoot
     cid = "s1-s0009"
     frames = [{"clip_id": cid, "track_id": t, "frame_idx": f, "time_s": f / 25, "speaking_score": 0.5}
               for t in range(2) for f in range(7)]
@@ -54,24 +50,24 @@ def new_clip(root):
 
 
 def shots(root):  # as talkset.flows.collect writes a source's shots (one shard, overwritten by a re-run)
-    from talkset.storage.root import DatasetRoot
     rows = [{"shot_idx": 0, "start_frame": 0, "end_frame": 5, "start_s": 0.0, "end_s": 0.2, "kept": False,
              "reason": "re-run", "num_people": 0, "camera_motion": 0.0, "clip_id": None, "run_id": "r2"}]
     DatasetRoot(root).write_shard("shots", "s1", "shots", rows, {"run_id": "r2", "source": "/data/s1.mp4"})
 
 
 def failures(root):
-    from talkset.storage.root import DatasetRoot
     DatasetRoot(root).write_failure("s2", "clip", "s2-s0001", "ffmpeg failed", "r2")
 
 
 def splits(root):
     from talkset.training.splits import make_splits
+
     make_splits(root, seed=1, easy_frac=0.5)
 
 
 def evals(root):
     from talkset.flows.evaluate import _write_rows
+
     rows = [{"clip_id": c, "source": c.rsplit("-", 1)[0], "split": "test_easy", "ssim": 0.9, "psnr": 30.0,
              "frames": 5, "checkpoint": "runs/y", "step": 2, "eval_id": "e2", "created_at": T1}
             for c in ("s1-s0001", "s2-s0001")]
@@ -79,15 +75,18 @@ def evals(root):
 
 
 WRITES = {"clip": new_clip, "shots": shots, "failures": failures, "splits": splits, "eval": evals}
-'''
 
-CHILD = WRITER_SRC + r'''
+# The child: this module's writer, with os.replace wrapped to SIGKILL the process at the kill_at-th shard rename.
+CHILD = r"""
 import os, signal, sys
-root, case, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+from pathlib import Path
+tests, root, case, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+sys.path.insert(0, tests)
+from test_atomic_tables import WRITES
 _replace, _n = os.replace, [0]
 
 
-def replace(src, dst, *a, **k):  # SIGKILL between the shard's write and its rename
+def replace(src, dst, *a, **k):
     if str(dst).endswith(".parquet"):
         _n[0] += 1
         if _n[0] == kill_at:
@@ -99,11 +98,7 @@ def replace(src, dst, *a, **k):  # SIGKILL between the shard's write and its ren
 os.replace = replace
 WRITES[case](root)
 print("finished without a kill", flush=True)
-'''
-
-_ns: dict = {}
-exec(compile(WRITER_SRC, "writers", "exec"), _ns)
-WRITES = _ns["WRITES"]
+"""
 
 # (case, the rename that is killed, the table whose shard the killed rename commits)
 CRASHES = [("clip", 1, "frames"), ("clip", 2, "clips"), ("shots", 1, "shots"), ("failures", 1, "failures"),
@@ -132,8 +127,9 @@ def root(tmp_path) -> Path:
 @pytest.mark.parametrize("case,kill_at,table", CRASHES, ids=[f"{c}-rename{k}-{t}" for c, k, t in CRASHES])
 def test_sigkill_between_write_and_rename_leaves_nothing_read(root, case, kill_at, table):
     before = _state(root)
-    r = subprocess.run([sys.executable, "-c", CHILD, str(root), case, str(kill_at)], capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=str(root.parent))
+    r = subprocess.run([sys.executable, "-c", CHILD, str(REPO / "tests"), str(root), case, str(kill_at)], check=False,
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)},
+                       cwd=str(root.parent))
     assert r.returncode == -signal.SIGKILL, (r.returncode, r.stdout, r.stderr[-2000:])
     partial = _partials(root)
     assert len(partial) == 1 and partial[0].name.endswith(TMP_SUFFIX), partial
@@ -176,7 +172,7 @@ def test_no_table_is_written_outside_the_storage_package():
     """Flows, stages and training write tables only through ``DatasetRoot.write_shard``: no direct
     Parquet writer outside ``talkset/storage`` (where the one writer lives)."""
     writers = re.compile(r"\bwrite_table\(|\.to_parquet\(|\bwrite_parquet\(|\bwrite_to_dataset\(|\bwrite_dataset\(|"
-                         r"\bCOPY\b[^\n]*\bTO\b")
+                         r"[\"']\s*COPY\b[^\n]*\bTO\b")  # a SQL string that starts with COPY
     offenders = [f"{p.relative_to(REPO)}:{i}" for p in (REPO / "talkset").rglob("*.py")
                  if "storage" not in p.relative_to(REPO / "talkset").parts[:1]
                  for i, line in enumerate(p.read_text().splitlines(), 1) if writers.search(line)]

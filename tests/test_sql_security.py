@@ -17,7 +17,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -28,7 +28,7 @@ from talkset.storage.catalog import ReadOnlyError, check_statement, connect, con
 from talkset.storage.root import DatasetRoot
 
 REPO = Path(__file__).resolve().parent.parent
-T0 = datetime(2026, 12, 7, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 7, tzinfo=UTC)
 
 
 def write_small_root(path: Path, sources=("s1", "s2"), clips_per_source=2, frames_per_clip=5) -> DatasetRoot:
@@ -260,7 +260,7 @@ def test_cli_sql_refuses_escapes_and_answers_queries(env):
 
     def run(sql, *extra):
         return subprocess.run([sys.executable, "-m", "talkset.cli", "sql", "--root", str(env["root"]), *extra, sql],
-                              capture_output=True, text=True, timeout=120, env=envv)
+                              check=False, capture_output=True, text=True, timeout=120, env=envv)
 
     r = run(f"EXPLAIN ANALYZE COPY (SELECT 1) TO '{out}'")
     assert r.returncode == 2 and "EXPLAIN is allowed only of a SELECT" in r.stderr and not out.exists()

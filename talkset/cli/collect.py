@@ -39,6 +39,8 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _sql(args: argparse.Namespace) -> int:
+    import duckdb
+
     from talkset.storage.catalog import ReadOnlyError, query
 
     try:
@@ -46,7 +48,7 @@ def _sql(args: argparse.Namespace) -> int:
     except ReadOnlyError as exc:
         print(f"talkset sql: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # duckdb errors: show them plainly
+    except (duckdb.Error, OSError) as exc:  # a missing column, an unreadable shard: show it plainly
         print(f"talkset sql: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if args.format == "json":

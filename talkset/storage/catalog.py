@@ -5,7 +5,8 @@ Views read ``root/tables/<name>/**/*.parquet`` with ``hive_partitioning=true``, 
 (those with a ``clips`` shard), so a clip interrupted mid-write is never half visible.
 
 User SQL (``talkset sql``, :func:`query`, anything that runs a query string someone else wrote) runs
-on :func:`connect_locked`: the same views, then DuckDB's own confinement, then a statement filter.
+on :func:`connect_locked` (the same views, then DuckDB's own confinement), and each statement passes
+:func:`check_statement` (a statement filter) before it runs.
 
 - Confinement, set after the views and then locked: ``enable_external_access=false`` with
   ``allowed_directories=['<root>/tables/']`` (plus a private, empty spill folder, which DuckDB adds by
@@ -15,7 +16,10 @@ on :func:`connect_locked`: the same views, then DuckDB's own confinement, then a
   still read; ``read_csv`` / ``read_text`` / ``read_blob`` / ``read_json`` / ``sniff_csv`` /
   ``parquet_metadata`` / ``glob`` / ``read_parquet`` of any path outside ``<root>/tables/`` (``..``
   included, ``file://`` and ``http(s)://`` too), ``COPY ... TO`` outside it, ``EXPORT DATABASE``,
-  ``ATTACH`` of a file and ``INSTALL`` / ``LOAD`` raise ``PermissionException``.
+  ``ATTACH`` of a file and ``INSTALL`` / ``LOAD`` raise ``PermissionException``. DuckDB resolves
+  symlinks before its check: a symlink under ``tables/`` to a file outside is refused, and the real
+  folder of a symlinked table folder (``tables/frames`` on another disk) is allowed explicitly.
+  Not limited: a query's memory and time.
 - The filter stays because confinement alone is not read-only: ``COPY (...) TO '<root>/tables/x/y.parquet'``
   writes inside the allowed folder (and would inject rows into a view), ``EXPLAIN ANALYZE CREATE TABLE``,
   ``ATTACH ':memory:'``, ``DROP VIEW`` and ``CREATE OR REPLACE VIEW clips`` run in memory. It uses
