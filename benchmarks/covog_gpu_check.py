@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from talkset.covog.config import load_config  # noqa: E402
-from talkset.covog.model import CovOG  # noqa: E402
+from talkset.covog.config import load_config
+from talkset.covog.model import CovOG
 
 GiB = 1024**3
 
@@ -49,13 +49,14 @@ def make_batch(cfg, b: int, f: int, p: int, device) -> dict:
         faces[:, :, i, h // 8: h // 4, i * w // p + w // (4 * p): (i + 1) * w // p - w // (4 * p)] = 1
         inst[:, i, :, :, i * w // p:(i + 1) * w // p] = 1
     ref_pose = torch.rand(b, 3, h, w, generator=g)
-    batch = dict(
-        ref_image=torch.rand(b, 3, h, w, generator=g) * 2 - 1, ref_pose=ref_pose, ref_pose_people=ref_pose[:, None] * inst,
-        target=torch.rand(b, f, 3, h, w, generator=g) * 2 - 1, pose_people=torch.rand(b, f, p, 3, h, w, generator=g),
-        pose_joint=torch.rand(b, f, 3, h, w, generator=g), people_mask=torch.ones(b, p, dtype=torch.bool),
-        face_masks=faces, audio=torch.randn(b, f, cfg.audio.layers, cfg.audio.dim, generator=g),
-        speaking=torch.rand(b, f, p, generator=g) * 2 - 1,
-    )
+    batch = {
+        "ref_image": torch.rand(b, 3, h, w, generator=g) * 2 - 1, "ref_pose": ref_pose,
+        "ref_pose_people": ref_pose[:, None] * inst, "target": torch.rand(b, f, 3, h, w, generator=g) * 2 - 1,
+        "pose_people": torch.rand(b, f, p, 3, h, w, generator=g), "pose_joint": torch.rand(b, f, 3, h, w, generator=g),
+        "people_mask": torch.ones(b, p, dtype=torch.bool), "face_masks": faces,
+        "audio": torch.randn(b, f, cfg.audio.layers, cfg.audio.dim, generator=g),
+        "speaking": torch.rand(b, f, p, generator=g) * 2 - 1,
+    }
     return {k: v.to(device) for k, v in batch.items()}
 
 
@@ -111,7 +112,7 @@ def train_steps(model: CovOG, cfg, stage: int, recipe: str, steps: int, device, 
         if not torch.isfinite(loss):
             raise RuntimeError(f"stage {stage}: loss {loss.item()} at step {i}")
     out = {"s_per_step": round(statistics.median(times), 3) if times else None, "peak_gib": _peak(device),
-           "batch": b, "frames": f, "loss": round(float(loss), 4), "optimizer": opt_name,
+           "batch": b, "frames": f, "loss": round(float(loss.detach()), 4), "optimizer": opt_name,
            "trainable_params_m": round(sum(p.numel() for p in params) / 1e6, 1)}
     del opt
     for p in model.parameters():

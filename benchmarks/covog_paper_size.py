@@ -59,10 +59,13 @@ def make_batch(cfg, b=1, f=None, p=2, device="cpu"):
     g = torch.Generator().manual_seed(0)
     people = torch.ones(b, p, dtype=torch.bool)
     faces = torch.zeros(b, f, p, h, w)
+    inst = torch.zeros(b, p, 1, h, w)
     for i in range(p):
         faces[:, :, i, h // 8: h // 4, i * w // p: (i + 1) * w // p] = 1
+        inst[:, i, :, :, i * w // p: (i + 1) * w // p] = 1
+    ref_pose = torch.rand(b, 3, h, w, generator=g)
     batch = dict(
-        ref_image=torch.rand(b, 3, h, w, generator=g) * 2 - 1, ref_pose=torch.rand(b, 3, h, w, generator=g),
+        ref_image=torch.rand(b, 3, h, w, generator=g) * 2 - 1, ref_pose=ref_pose, ref_pose_people=ref_pose[:, None] * inst,
         target=torch.rand(b, f, 3, h, w, generator=g) * 2 - 1, pose_people=torch.rand(b, f, p, 3, h, w, generator=g),
         pose_joint=torch.rand(b, f, 3, h, w, generator=g), people_mask=people, face_masks=faces,
         audio=torch.randn(b, f, cfg.audio.layers, cfg.audio.dim, generator=g),
@@ -80,7 +83,7 @@ def block_params(model: CovOG) -> dict[str, int]:
         "pose guider (MPE, shared)": model.pose_encoder,
         "pose adaptor": model.pose_adaptor,
         "audio projection": model.audio_projection,
-        "IAD (all up blocks)": model.audio_drivers,
+        "IAD (all placements)": model.audio_drivers,
     }
     counts = {k: sum(p.numel() for p in m.parameters()) if m is not None else 0 for k, m in out.items()}
     den = sum(p.numel() for p in model.denoising_unet.parameters())
@@ -145,7 +148,7 @@ def saved_activations(model: CovOG, batch: dict, stage: int, extra: dict | None 
     def traced_checkpoint(fn, *args, use_reentrant=None, **kwargs):
         # the segment's inputs stay alive until backward (the recompute reads them)
         for a in list(args) + list(kwargs.values()):
-            if torch.is_tensor(a) and a.requires_grad is not None:
+            if torch.is_tensor(a):
                 pack(a)
         inside: dict[int, int] = {}
 
@@ -201,11 +204,11 @@ def tiny_step_seconds(steps: int) -> dict[int, float]:
 #: (bytes per frozen weight, per trainable weight, per gradient, optimizer bytes per trainable
 #: parameter, model dtype traced, gradient checkpointing)
 RECIPES = {
-    "fp32": dict(frozen=4, trainable=4, grad=4, optim=8, dtype=torch.float32, checkpointing=False,
-                 what="fp32 weights, AdamW (2 fp32 moments), no checkpointing"),
-    "scaled": dict(frozen=2, trainable=4, grad=4, optim=2, dtype=torch.bfloat16, checkpointing=True,
-                   what="bf16 activations and frozen weights, fp32 master weights + grads, 8-bit AdamW, "
-                        "gradient checkpointing"),
+    "fp32": {"frozen": 4, "trainable": 4, "grad": 4, "optim": 8, "dtype": torch.float32, "checkpointing": False,
+             "what": "fp32 weights, AdamW (2 fp32 moments), no checkpointing"},
+    "scaled": {"frozen": 2, "trainable": 4, "grad": 4, "optim": 2, "dtype": torch.bfloat16, "checkpointing": True,
+               "what": ("bf16 activations and frozen weights, fp32 master weights + grads, 8-bit AdamW, "
+                        "gradient checkpointing")},
 }
 #: (batch, frames) per stage: stage 1 single frames at the seed's train_bs 2; stage 2 15 frames, batch 1
 STAGES = {1: (2, 1), 2: (1, None)}

@@ -15,13 +15,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_covog_model import make_batch, randomize_zero_inits
 
 from talkset.covog.config import IAD_PLACEMENTS, config_from_dict, load_config
 from talkset.covog.face_mask import box_face_masks, face_masks, landmark_face_box
 from talkset.covog.model import CovOG
 from talkset.covog.multi_pose_encoder import sum_over_people
-
-from test_covog_model import make_batch, randomize_zero_inits
 
 torch.set_num_threads(1)
 
@@ -224,7 +223,10 @@ def test_animateanyone_variant_has_no_audio_or_pose_adaptor(tiny_cfg):
 def test_checkpointing_same_gradients_sdpa_and_bf16(tiny_cfg):
     from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-    from talkset.covog.reference_net import ReferenceReadProcessor, ReferenceWriteProcessor
+    from talkset.covog.reference_net import (
+        ReferenceReadProcessor,
+        ReferenceWriteProcessor,
+    )
 
     torch.manual_seed(0)
     model = CovOG(tiny_cfg)
@@ -251,7 +253,7 @@ def test_checkpointing_same_gradients_sdpa_and_bf16(tiny_cfg):
     model.set_gradient_checkpointing(False)
     bf = model.to(torch.bfloat16)
     with torch.no_grad():
-        pred, want = bf.noise_prediction(batch, 2, generator=torch.Generator().manual_seed(4))
+        pred, _ = bf.noise_prediction(batch, 2, generator=torch.Generator().manual_seed(4))
         out = bf.generate(batch, num_steps=1)
     assert pred.dtype == torch.bfloat16 and torch.isfinite(pred.float()).all()
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
