@@ -520,7 +520,8 @@ class CovOG(nn.Module):
         context = self._context(ref_image, ref_latent)
         cond_batch = batch
         if cfg_on:  # [unconditional, conditional]: zero image embedding, all else the same (seed)
-            cond_batch = {key: torch.cat([v, v]) if torch.is_tensor(v) else v for key, v in batch.items()}
+            cond_batch = {key: torch.cat([v, v]) if torch.is_tensor(v) else v for key, v in batch.items()
+                          if key != "target"}
             context = torch.cat([torch.zeros_like(context), context])
             ref_latent = torch.cat([ref_latent, ref_latent])
         nb = ref_latent.shape[0]
