@@ -77,8 +77,13 @@ def test_seed_face_mask_from_landmarks_kept_inside_the_person():
         landmark_face_box(np.zeros((17, 3)))
 
 
-def test_pose_adaptor_mpe_sums_people_under_their_instance_masks(tiny_model, tiny_cfg):
+def test_pose_adaptor_mpe_sums_people_under_their_instance_masks(tiny_model, tiny_cfg, tmp_path):
     model = tiny_model
+    torch.save(model.pose_adaptor.state_dict(), tmp_path / "pose_adaptor.pth")
+    loaded = CovOG.from_config("tiny", weights={"pose_adaptor": str(tmp_path / "pose_adaptor.pth")})
+    assert torch.equal(loaded.pose_adaptor.conv_out.weight, model.pose_adaptor.conv_out.weight)
+    with pytest.raises(ValueError, match="no pose adaptor"):
+        CovOG.from_config("tiny_animateanyone", weights={"pose_adaptor": str(tmp_path / "pose_adaptor.pth")})
     b, p, h, w = 1, 3, tiny_cfg.height, tiny_cfg.width
     g = torch.Generator().manual_seed(1)
     ref_pose = torch.rand(b, 3, h, w, generator=g)

@@ -103,6 +103,7 @@ WEIGHTS = {
     "denoising_unet": ("AnimateAnyone denoising UNet state dict (Moore-AnimateAnyone denoising_unet.pth; "
                        "its spatial keys are loaded)", "file"),
     "pose_guider": ("AnimateAnyone pose guider state dict (Moore-AnimateAnyone pose_guider.pth)", "file"),
+    "pose_adaptor": ("pose adaptor state dict (the seed's pose_adaptor-<step>.pth; PoseGuider layout)", "file"),
     "covog": ("a CovOG state dict saved from this class (torch.save(model.state_dict(), path))", "file"),
 }
 
@@ -245,7 +246,7 @@ class CovOG(nn.Module):
     def from_config(cls, name_or_path: str, weights: dict[str, str] | None = None, **kw) -> "CovOG":
         """Build from a config name (``tiny`` / ``paper``) or YAML path, then load ``weights``
         (keys: see :data:`WEIGHTS`; values: local paths). With no weights every block is
-        randomly initialised. ``kw``: ``use_mpe``, ``use_iad``.
+        randomly initialised. ``kw``: ``use_mpe``, ``use_iad``, ``variant``.
 
         Raises WeightsNotFound (naming the path and what belongs there) for a missing path,
         ValueError for an unknown key or a state dict that does not fit.
@@ -260,6 +261,8 @@ class CovOG(nn.Module):
             raise ValueError(f"config {cfg.name!r} uses a {cfg.latent.kind} latent: a VAE cannot be loaded")
         if "image_encoder" in paths and cfg.image_encoder.kind != "clip":
             raise ValueError(f"config {cfg.name!r} has no CLIP image encoder to load")
+        if "pose_adaptor" in paths and (kw.get("variant") or cfg.variant) == "animateanyone":
+            raise ValueError("the animateanyone variant has no pose adaptor to load")
         model = cls(cfg, **kw)
         model.load_weights(paths)
         return model
@@ -287,6 +290,7 @@ class CovOG(nn.Module):
         for key, target, strict in (("reference_unet", self.reference_net.unet, True),
                                     ("denoising_unet", self.denoising_unet.unet, False),
                                     ("pose_guider", self.pose_encoder.guider, True),
+                                    ("pose_adaptor", self.pose_adaptor, True),
                                     ("covog", self, True)):
             if key in paths:
                 sd = torch.load(paths[key], map_location="cpu", weights_only=True)
