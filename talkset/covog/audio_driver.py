@@ -59,7 +59,7 @@ class InteractiveAudioDriver(nn.Module):
     def gates(self, speaking: torch.Tensor) -> torch.Tensor:
         """(N, P) scores -> (N, P, token_dim) gates in (0, 1); NaN scores read as 0 here (the
         person is masked out in :meth:`forward`)."""
-        a = torch.nan_to_num(speaking.to(torch.float32), nan=0.0)
+        a = torch.nan_to_num(speaking.to(torch.float32), nan=0.0).to(self.gate[0].weight.dtype)
         return torch.sigmoid(self.gate(a[..., None]))
 
     def forward(self, hidden: torch.Tensor, audio_tokens: torch.Tensor, speaking: torch.Tensor,

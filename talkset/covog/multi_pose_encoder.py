@@ -14,6 +14,26 @@ from torch import nn
 from talkset.covog.pose_guider import PoseGuider
 
 
+def sum_over_people(guider: nn.Module, pose_people: torch.Tensor, people_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum_i m_i * guider(p_i)``: pose_people (N, P, 3, H, W) float in [0, 1] (person i's pose image
+    under their instance mask), people_mask (N, P) bool or None (all used) -> (N, C, h, w) in the
+    guider's output dtype. Padding people (mask False) contribute exact zeros. The seed runs both the
+    pose guider and the pose adaptor this way (``pipeline_pose2vid_audio_long.py``). Raises ValueError
+    on mismatched shapes."""
+    if pose_people.ndim != 5:
+        raise ValueError(f"pose_people must be (N, P, 3, H, W), got {tuple(pose_people.shape)}")
+    n, p = pose_people.shape[:2]
+    if people_mask is None:
+        people_mask = torch.ones(n, p, dtype=torch.bool, device=pose_people.device)
+    if tuple(people_mask.shape) != (n, p):
+        raise ValueError(f"people_mask must be {(n, p)}, got {tuple(people_mask.shape)}")
+    feats = guider(pose_people.flatten(0, 1))  # (N*P, C, h, w)
+    feats = feats.unflatten(0, (n, p))
+    # where(), not multiply: a padded slot adds exact zeros even if its features are not finite
+    keep = people_mask.to(torch.bool)[:, :, None, None, None]
+    return torch.where(keep, feats, torch.zeros((), dtype=feats.dtype, device=feats.device)).sum(dim=1)
+
+
 class MultiPoseEncoder(nn.Module):
     """Sum of a shared :class:`PoseGuider` over people.
 
@@ -27,15 +47,4 @@ class MultiPoseEncoder(nn.Module):
         self.guider = guider
 
     def forward(self, pose_people: torch.Tensor, people_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if pose_people.ndim != 5:
-            raise ValueError(f"pose_people must be (N, P, 3, H, W), got {tuple(pose_people.shape)}")
-        n, p = pose_people.shape[:2]
-        if people_mask is None:
-            people_mask = torch.ones(n, p, dtype=torch.bool, device=pose_people.device)
-        if tuple(people_mask.shape) != (n, p):
-            raise ValueError(f"people_mask must be {(n, p)}, got {tuple(people_mask.shape)}")
-        feats = self.guider(pose_people.flatten(0, 1))  # (N*P, C, h, w)
-        feats = feats.unflatten(0, (n, p))
-        # where(), not multiply: a padded slot adds exact zeros even if its features are not finite
-        keep = people_mask.to(torch.bool)[:, :, None, None, None]
-        return torch.where(keep, feats, torch.zeros((), dtype=feats.dtype, device=feats.device)).sum(dim=1)
+        return sum_over_people(self.guider, pose_people, people_mask)

@@ -134,6 +134,7 @@ class ReferenceNet(nn.Module):
         except _ReferenceDone:
             pass
         finally:
+            # also with gradient checkpointing: a re-run in backward must not write (nor stop early)
             self._bank, self._cond = None, None
         return bank
 
