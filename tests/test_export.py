@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from talkset.export.mit import AUDIO_FILE, export_mit, to_seed_scale
+from talkset.export.mit import export_mit, to_seed_scale
 from talkset.export.webdataset import export_webdataset, read_frames
 from talkset.storage.catalog import connect
 from talkset.storage.root import DatasetRoot, read_table
@@ -134,7 +134,7 @@ def test_mit_layout_reads_like_the_mit_dataset_class(two_clip_root, tmp_path):
     import torch
 
     root = two_clip_root
-    clip_id = sorted(r["clip_id"] for r in read_table(root, "clips").to_pylist())[0]
+    clip_id = min(r["clip_id"] for r in read_table(root, "clips").to_pylist())
     out = tmp_path / "mit"
     n_frames = 6
     summary = export_mit(root, out, clip_ids=[clip_id], max_frames=n_frames)

@@ -2,7 +2,8 @@
 
 ``collect`` / ``sql`` (:mod:`talkset.cli.collect`), ``train`` / ``evaluate``
 (:mod:`talkset.cli.train`), ``render`` (:mod:`talkset.cli.render`), ``server`` / ``deploy``
-(:mod:`talkset.cli.server`), ``export`` / ``compact`` (:mod:`talkset.cli.export`). Each module exposes ``register(subparsers)``.
+(:mod:`talkset.cli.server`), ``export`` / ``compact`` (:mod:`talkset.cli.export`). Each module exposes
+``register(subparsers)``.
 """
 
 from __future__ import annotations

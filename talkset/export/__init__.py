@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 
-def committed_clips(root: str | os.PathLike, clip_ids: list[str] | None = None) -> tuple[list[dict], "object"]:
+def committed_clips(root: str | os.PathLike, clip_ids: list[str] | None = None) -> tuple[list[dict], object]:
     """The committed ``clips`` rows (ordered by clip id; only ``clip_ids`` when given) and an open
     DuckDB connection over the root (:func:`talkset.storage.catalog.connect`).
 

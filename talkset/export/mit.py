@@ -59,6 +59,7 @@ Cost: decoding, letterboxing and writing two 1920 x 1080 PNGs per frame (PNG lev
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -101,7 +102,7 @@ def speak_listen_periods(scores: np.ndarray) -> tuple[list[list[int]], list[list
     breaks = [0] + [i for i in range(1, n) if f[i] * f[i - 1] <= 0 and not (f[i] == 0 and f[i - 1] == 0)] + [n]
     breaks = sorted(set(breaks))
     speak, listen = [], []
-    for a, b in zip(breaks[:-1], breaks[1:]):
+    for a, b in itertools.pairwise(breaks):
         (speak if float(np.mean(s[a:b])) > 0 else listen).append([int(a), int(b)])
     return speak, listen
 
@@ -224,7 +225,7 @@ def _export_clip(root: Path, row: dict, frames: pa.Table, dest: Path, max_frames
         score = to_seed_scale(raw)
         speak, listen = speak_listen_periods(score)
         faces = [box(by[(t, k)]["face_box"]) if (t, k) in by and by[(t, k)].get("face_box") else None for k in range(n)]
-        infos.append({"track_id": int(t), "instance_bbox": [int(round(v)) for v in ib], "clip_range": [1, n],
+        infos.append({"track_id": int(t), "instance_bbox": [round(v) for v in ib], "clip_range": [1, n],
                       "speaking_score": np.round(score, 4).tolist(), "face_track": faces, "speak": speak,
                       "listen": listen, "period_num": len(speak) + len(listen),
                       "speaking_frames_known": int(np.isfinite(raw).sum())})

@@ -54,9 +54,9 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -180,7 +180,7 @@ def _write_hidden(files: list[Path], table: str, dest_dir: Path) -> tuple[Path, 
             tables.append(_conform(pf.read(), table, p))
         except CompactError:
             raise
-        except Exception as exc:  # noqa: BLE001 - unreadable shard: name it
+        except Exception as exc:  # an unreadable shard: name it
             raise CompactError(f"{p}: cannot read: {type(exc).__name__}: {exc}") from exc
     out = pa.concat_tables(tables) if tables else sch.empty_table()
     out = out.replace_schema_metadata(_merged_metadata(parts))
