@@ -159,7 +159,7 @@ def test_compact_keeps_rows_resume_and_failure_keys(demo_root, multi_root):
 
 def test_compact_bad_shard_is_a_failure_row_and_others_go_on(multi_root):
     broken_dir = next(p.name for p in (multi_root / "tables" / "clips").iterdir() if "second-source" not in p.name)
-    bad = max((multi_root / "tables" / "frames" / broken_dir).glob("*.parquet"))
+    bad = multi_root / "tables" / "frames" / broken_dir / f"{broken_dir.split('=', 1)[1]}-s0007.parquet"
     bad.write_bytes(b"not parquet")
     results = {r.source: r.status for r in compact(multi_root)}
     good, broken = "second-source-00000000", broken_dir.split("=", 1)[1]
