@@ -250,7 +250,7 @@ def _export_clip(root: Path, row: dict, frames: pa.Table, dest: Path, max_frames
         feats = _read_features(audio)
         if feats.shape[0] < n:
             raise ValueError(f"audio_features has {feats.shape[0]} frames for {n} video frames")
-        torch.save(torch.from_numpy(np.ascontiguousarray(feats[:n], dtype=np.float32)), dest / AUDIO_FILE)
+        torch.save(torch.from_numpy(np.array(feats[:n], dtype=np.float32)), dest / AUDIO_FILE)
         has_audio = True
     return {"frames": n, "people": len(tracks), "audio_embedding": has_audio}
 
