@@ -1,5 +1,6 @@
 """DuckDB at MIT's size: a ~3.2M-row ``frames`` table (12 h at 25 fps, 3 people) built by
-replicating real rows of a collected root, in talkset's own layout, then the README queries timed.
+replicating real rows of a collected root, in talkset's own layout, then the README queries timed
+before and after ``talkset compact`` (:mod:`talkset.storage.compact`) in the same run.
 
     python benchmarks/duckdb_scale.py --src-root demo-root        # replicate that root's rows
     python benchmarks/duckdb_scale.py                             # collect 2 shared clips first
@@ -10,7 +11,12 @@ Layout written (a temporary root, removed at the end unless ``--keep``): one ``f
 real clip's rows (a track's rows are cycled to the clip length), with a third person copied from
 one of the real tracks. Speaking scores come from the real rows; when the source root has none
 (collected without annotation) they are drawn from a seeded random walk in [-1, 1] and the output
-says so. The 133-keypoint columns are kept only with ``--wholebody`` (they are ~5 GB at this size).
+says so. The 133-keypoint (and 59-keypoint) columns are the real rows' (the source root must have
+them: it is an error otherwise); ``--no-wholebody`` writes them as nulls, as this benchmark did
+before issue 14.
+
+Then the whole root is compacted (one file per table and source) and the same queries are timed
+again; both tables are printed, with the compaction's own time and the file counts.
 """
 
 from __future__ import annotations
@@ -56,11 +62,8 @@ def collect_source_root(work: Path) -> Path:
 
     clips = REPO.parent / "shared" / "data" / "clips"
     root = work / "src-root"
-    import importlib.util
-
-    annotate = all(importlib.util.find_spec(f"tasks.{m}") for m in ("pose", "faces", "speaking", "align"))
     collect(sources=[str(clips / "clearervoice_tse_001.avi"), str(clips / "visualvoice_interview.mp4")],
-            root=str(root), config={"annotate": annotate}, run_id="duckdb-src")
+            root=str(root), run_id="duckdb-src")
     return root
 
 
@@ -76,6 +79,9 @@ def build(src_root: Path, dst: Path, hours: float, fps: float, people: int, clip
     if frames.num_rows == 0:
         raise SystemExit(f"{src_root}: no committed frames to replicate")
     has_speaking = frames.column("speaking_score").null_count < frames.num_rows
+    if wholebody and frames.column("keypoints").null_count == frames.num_rows:
+        raise SystemExit(f"{src_root}: the keypoints column is all null (collected without the pose stage); "
+                         "collect with pose, or pass --no-wholebody")
     per_clip = int(round(clip_s * fps))
     n_clips = int(round(hours * 3600 / clip_s))
     frames = frames.drop_columns(["source"])
@@ -169,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--people", type=int, default=3)
     ap.add_argument("--clip-s", type=float, default=15.0, help="seconds per synthetic clip")
     ap.add_argument("--clips-per-source", type=int, default=10)
-    ap.add_argument("--wholebody", action="store_true", help="keep the 133-keypoint columns (~5 GB)")
+    ap.add_argument("--no-wholebody", dest="wholebody", action="store_false",
+                    help="write the 133- and 59-keypoint columns as nulls (default: the real rows')")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--keep", help="write the big root here and keep it")
     args = ap.parse_args(argv)
@@ -187,9 +194,22 @@ def main(argv: list[str] | None = None) -> int:
               f"{info['clips']} clips in {info['sources']} sources, from {info['templates']} real clips of {src}; "
               f"speaking scores from {info['speaking_from']}; {info['bytes'] / 2**20:.0f} MiB of Parquet "
               f"({2 * info['clips'] + info['sources']} shards), written in {info['write_s']:.0f} s")
-        print(f"\n{'query':36} {'min s':>8} {'median s':>9} {'rows':>9}")
-        for name, lo, med, n in time_queries(dst, args.repeats):
-            print(f"{name:36} {lo:8.3f} {med:9.3f} {n:9,}")
+        before = time_queries(dst, args.repeats)
+        from talkset.storage.compact import compact
+
+        n_before = sum(1 for _ in (dst / "tables").rglob("*.parquet"))
+        t0 = time.perf_counter()
+        results = compact(dst)
+        compact_s = time.perf_counter() - t0
+        n_after = sum(1 for _ in (dst / "tables").rglob("*.parquet"))
+        size = sum(p.stat().st_size for p in (dst / "tables").rglob("*.parquet"))
+        print(f"compact: {len(results)} sources, {n_before} -> {n_after} Parquet files, {size / 2**20:.0f} MiB, "
+              f"{compact_s:.0f} s")
+        after = time_queries(dst, args.repeats)
+        print(f"\n{'query':36} {'before min s':>12} {'median s':>9} {'after min s':>12} {'median s':>9} {'rows':>9}")
+        for (name, lo, med, n), (_, lo2, med2, n2) in zip(before, after):
+            assert n == n2, (name, n, n2)
+            print(f"{name:36} {lo:12.3f} {med:9.3f} {lo2:12.3f} {med2:9.3f} {n:9,}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

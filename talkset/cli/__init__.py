@@ -2,7 +2,8 @@
 
 ``collect`` / ``sql`` (:mod:`talkset.cli.collect`), ``train`` / ``evaluate``
 (:mod:`talkset.cli.train`), ``render`` (:mod:`talkset.cli.render`), ``server`` / ``deploy``
-(:mod:`talkset.cli.server`). Each module exposes ``register(subparsers)``.
+(:mod:`talkset.cli.server`), ``export`` / ``compact`` (:mod:`talkset.cli.export`). Each module exposes
+``register(subparsers)``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     for module in (collect, train, render, server):
         module.register(sub)
+    from talkset.cli import export
+
+    export.register(sub)
     return p
 
 

@@ -29,6 +29,7 @@ from . import schema as S
 
 TMP_PREFIX = ".tmp-"
 TMP_SUFFIX = ".partial"
+COMPACTED = "compacted"  # stem of a source's compacted shard (talkset.storage.compact)
 
 
 def _safe(name: str) -> str:
@@ -75,21 +76,51 @@ class DatasetRoot:
 
     # -- state ------------------------------------------------------------------------------
     def clip_committed(self, source_id: str, clip_id: str) -> bool:
-        return self.shard_path("clips", source_id, clip_id).is_file()
+        return self.shard_path("clips", source_id, clip_id).is_file() or clip_id in self.compacted_clip_ids(source_id)
 
     def shots_committed(self, source_id: str) -> bool:
         return self.shard_path("shots", source_id, "shots").is_file()
 
     def committed_clip_ids(self, source_id: str) -> set[str]:
         d = self.table_dir("clips", source_id)
-        return {p.stem for p in d.glob("*.parquet")} if d.is_dir() else set()
+        shards = {p.stem for p in d.glob("*.parquet") if not p.name.startswith(".")} if d.is_dir() else set()
+        return (shards - {COMPACTED}) | self.compacted_clip_ids(source_id)
 
     def committed_clip_row(self, source_id: str, clip_id: str) -> dict | None:
         """The ``clips`` row of a committed clip, or ``None`` when it is not committed."""
         path = self.shard_path("clips", source_id, clip_id)
         if not path.is_file():
-            return None
+            rows = self._compacted_rows("clips", source_id, [("clip_id", "=", clip_id)])
+            return rows[0] if rows else None
         return pq.read_table(path).to_pylist()[0]
+
+    # -- compacted tables (talkset.storage.compact): tables/<t>/source=<id>/compacted.parquet --
+    def compacted_clip_ids(self, source_id: str) -> set[str]:
+        """Clip ids in the source's compacted ``clips`` file (its manifest of committed clips)."""
+        path = self.shard_path("clips", source_id, COMPACTED)
+        return set(pq.read_table(path, columns=["clip_id"]).column(0).to_pylist()) if path.is_file() else set()
+
+    def _compacted_rows(self, table: str, source_id: str, filters: list) -> list[dict]:
+        path = self.shard_path(table, source_id, COMPACTED)
+        return pq.read_table(path, filters=filters).to_pylist() if path.is_file() else []
+
+    def _drop_compacted_failures(self, source_id: str, keep) -> None:
+        """Rewrite the source's compacted ``failures`` file with the rows ``keep(row)`` accepts
+        (atomically; removed when none is left)."""
+        path = self.shard_path("failures", source_id, COMPACTED)
+        if not path.is_file():
+            return
+        tbl = pq.read_table(path)
+        rows = tbl.to_pylist()
+        kept = [r for r in rows if keep(r)]
+        if len(kept) == len(rows):
+            return
+        if kept:
+            meta = {k.decode()[len("talkset."):]: v.decode() for k, v in (tbl.schema.metadata or {}).items()
+                    if k.startswith(b"talkset.") and k not in (b"talkset.version", b"talkset.written_at")}
+            self.write_shard("failures", source_id, COMPACTED, kept, meta)
+        else:
+            path.unlink(missing_ok=True)
 
     def source_complete(self, source_id: str) -> bool:
         """A source is done when its ``shots`` shard is committed, no shot ended in an error and
@@ -110,8 +141,11 @@ class DatasetRoot:
         return sum(pq.ParquetFile(p).metadata.num_rows for p in self.shard_files(table))
 
     def remove_stray_tmp(self) -> int:
-        """Delete temporary files left by a crashed run; returns how many were removed."""
-        n = 0
+        """Delete temporary files left by a crashed run (and finish or undo an interrupted
+        compaction, :func:`talkset.storage.compact.recover`); returns how many were removed."""
+        from .compact import recover
+
+        n = recover(self)["removed"]
         base = self.root / "tables"
         if base.is_dir():
             for p in base.rglob(f"{TMP_PREFIX}*"):
@@ -188,6 +222,7 @@ class DatasetRoot:
             "run_id": run_id,
         }
         key = f"{stage}-{re.sub(r'[^A-Za-z0-9_-]+', '_', item)[-80:]}-{uuid.uuid5(uuid.NAMESPACE_URL, item).hex[:8]}"
+        self._drop_compacted_failures(source_id, lambda r: (r["stage"], r["item"]) != (stage, item))
         return self.write_shard("failures", source_id, key, [row])
 
     def clear_failures(self, source_id: str, stage: str | None = None) -> None:
@@ -197,6 +232,8 @@ class DatasetRoot:
             for p in d.glob("*.parquet"):
                 if stage is None or p.name.startswith(f"{stage}-"):
                     p.unlink(missing_ok=True)
+            if stage is not None:
+                self._drop_compacted_failures(source_id, lambda r: r["stage"] != stage)
 
     def write_run(self, run_id: str, summary: dict) -> Path:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
