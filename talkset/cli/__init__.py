@@ -13,11 +13,13 @@ import sys
 
 def build_parser() -> argparse.ArgumentParser:
     from talkset.cli import collect, render, server, train
+    from talkset.cli import report as report_cli  # issue 14: report, interactions
 
     p = argparse.ArgumentParser(prog="talkset", description="Multi-person talking-video datasets (MIT) and CovOG.")
     sub = p.add_subparsers(dest="command")
     for module in (collect, train, render, server):
         module.register(sub)
+    report_cli.register(sub)
     return p
 
 
