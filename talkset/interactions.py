@@ -129,15 +129,16 @@ WITH s AS (
 ), w AS (
     SELECT *,
            sum(score) OVER p AS cs,
-           row_number() OVER p AS rn
-    FROM s WINDOW p AS (PARTITION BY clip_id, track_id ORDER BY frame_idx)
+           row_number() OVER p AS rn,
+           -- constant along a run of consecutive frames above off, different between runs (one sort)
+           frame_idx - sum((score > {_num(c.off)})::INTEGER) OVER p AS island
+    FROM s WINDOW p AS (PARTITION BY clip_id, track_id ORDER BY frame_idx ROWS UNBOUNDED PRECEDING)
 ), seg AS (
     -- islands of consecutive frames with score > off (a missing frame row ends an island)
     SELECT clip_id, any_value(source) AS source, track_id, any_value(fps) AS fps,
            min(frame_idx) AS f0, max(frame_idx) + 1 AS f1,
            min(rn) AS rn0, max(rn) AS rn1, min_by(cs - score, rn) AS cs0, max_by(cs, rn) AS cs1
-    FROM (SELECT *, frame_idx - row_number() OVER (PARTITION BY clip_id, track_id ORDER BY frame_idx) AS island
-          FROM w WHERE score > {_num(c.off)})
+    FROM w WHERE score > {_num(c.off)}
     GROUP BY clip_id, track_id, island
     HAVING max(score) >= {_num(c.on)}
 ), br AS (
@@ -149,7 +150,7 @@ WITH s AS (
            min(f0) AS start_frame, max(f1) AS end_frame,
            (max_by(cs1, f1) - min_by(cs0, f0)) / (max(rn1) - min(rn0) + 1) AS mean_score
     FROM br GROUP BY clip_id, track_id, turn_no
-), k AS (
+), k AS MATERIALIZED (
     SELECT *, start_frame / fps AS start_s, end_frame / fps AS end_s, (end_frame - start_frame) / fps AS duration_s
     FROM t WHERE (end_frame - start_frame) / fps >= {_num(c.min_turn_s)} - 1e-9
 )
@@ -177,7 +178,9 @@ def interactions_sql(cfg: InteractionConfig | None = None) -> str:
     """
     c = (cfg or InteractionConfig()).validate()
     return f"""
-WITH cl AS (
+WITH tu AS MATERIALIZED (  -- the turns view computed once, not once per reference
+    SELECT clip_id, track_id, start_frame, end_frame, duration_s, backchannel FROM turns
+), cl AS (
     SELECT clip_id, source, duration_s, num_frames, fps::DOUBLE AS fps FROM clips
 ), ppl AS (
     SELECT clip_id, count(DISTINCT track_id) AS people FROM frames GROUP BY clip_id
@@ -187,16 +190,16 @@ WITH cl AS (
            count(*) FILTER (WHERE NOT backchannel) AS turn_count,
            count(*) FILTER (WHERE backchannel) AS backchannels,
            max(duration_s) FILTER (WHERE NOT backchannel) AS longest_monologue_s
-    FROM turns GROUP BY clip_id
+    FROM tu GROUP BY clip_id
 ), per_track AS (
-    SELECT clip_id, track_id, sum(duration_s) AS talk_s FROM turns GROUP BY clip_id, track_id
+    SELECT clip_id, track_id, sum(duration_s) AS talk_s FROM tu GROUP BY clip_id, track_id
 ), main AS (
     SELECT clip_id, arg_max(track_id, talk_s) AS main_speaker, max(talk_s) / sum(talk_s) AS main_speaker_share
     FROM per_track GROUP BY clip_id
 ), seq AS (
     SELECT clip_id, track_id, start_frame, end_frame,
            lag(track_id) OVER o AS prev_track, lag(end_frame) OVER o AS prev_end
-    FROM turns WHERE NOT backchannel
+    FROM tu WHERE NOT backchannel
     WINDOW o AS (PARTITION BY clip_id ORDER BY start_frame, end_frame, track_id)
 ), sw AS (
     SELECT s.clip_id, count(*) AS switches,
@@ -209,8 +212,8 @@ WITH cl AS (
 ), ev AS (
     -- sweep line over turn boundaries: how many people are inside a turn between two events
     SELECT clip_id, f, sum(d) AS d FROM (
-        SELECT clip_id, start_frame AS f, 1 AS d FROM turns
-        UNION ALL SELECT clip_id, end_frame AS f, -1 AS d FROM turns
+        SELECT clip_id, start_frame AS f, 1 AS d FROM tu
+        UNION ALL SELECT clip_id, end_frame AS f, -1 AS d FROM tu
     ) GROUP BY clip_id, f
 ), run AS (
     SELECT clip_id, sum(d) OVER o AS n, lead(f) OVER o - f AS len

@@ -151,7 +151,7 @@ def gather(root: str | os.PathLike) -> dict:
         "Speak": (f"per-frame speaking score ({100 * cover['speak'] / n:.0f} % of person-frames)"
                   if n and cover["speak"] else "none"),
         "Resolution": res,
-        "Total length": f"{summary['hours']:.2f} h",
+        "Total length": f"{summary['hours']:.2f} h" + (f" ({60 * summary['hours']:.1f} min)" if summary["hours"] < 1 else ""),
     }
     return {
         "summary": summary, "people_hist": people_hist, "lengths": lengths, "resolutions": resolutions,
@@ -172,7 +172,7 @@ def bar_chart(labels: list[str], values: list[float], title: str, xlabel: str = 
     e = html.escape
     left, right, top, bottom = 44, 10, 28, 44
     pw, ph = width - left - right, height - top - bottom
-    vmax = max([float(v) for v in values] + [1e-9])
+    vmax = 1.15 * max([float(v) for v in values] + [1e-9])  # headroom for the value labels
     n = max(1, len(values))
     bw = pw / n
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -201,7 +201,8 @@ def histogram(values: list[float], edges: list[float], title: str, xlabel: str, 
               color: str = "#3b6ea8") -> str:
     """A histogram of ``values`` over bins ``edges`` (last bin closed) as an SVG ``data:`` URI."""
     counts, _ = np.histogram(np.asarray(values, dtype=float), bins=np.asarray(edges, dtype=float))
-    labels = [f"{fmt.format(a)}-{fmt.format(b)}" for a, b in zip(edges[:-1], edges[1:])]
+    pairs = list(zip(edges[:-1], edges[1:]))
+    labels = [f"{fmt.format(a)}-{fmt.format(b)}" for a, b in pairs] if len(pairs) <= 6 else [fmt.format(a) for a, _ in pairs]
     return bar_chart(labels, [int(c) for c in counts], title, xlabel, ylabel, color=color)
 
 
@@ -233,7 +234,10 @@ def thumbnail(root: str | os.PathLike, clip: dict, frame_idx: int, con, max_widt
     for r in rows:
         kp = r["keypoints"] if r["keypoints"] is not None else r["body_keypoints"]
         if kp is not None:
-            draw_pose(image, np.asarray(kp, dtype=np.float32), score_thr=KPT_THR, thickness=2, radius=2)
+            kp = np.asarray(kp, dtype=np.float32)
+            if len(kp) == 17:  # YOLO's body points are the first 17 of COCO-WholeBody
+                kp = np.concatenate([kp, np.zeros((133 - 17, 3), np.float32)])
+            draw_pose(image, kp, score_thr=KPT_THR, thickness=2, radius=2)
         speaking = r["speaking_score"] is not None and r["speaking_score"] > 0
         color = RED if speaking else BLUE
         x1, y1, x2, y2 = map(int, r["box"])
@@ -281,7 +285,7 @@ body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1000px;color:#2
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}
 th{background:#f2f2f2}.num{text-align:right}.charts img{margin:4px}.thumbs figure{display:inline-block;margin:6px}
-.thumbs figcaption{font-size:12px;max-width:480px}.note{font-size:12px;color:#555}
+.thumbs figcaption{font-size:12px;max-width:480px}.note{font-size:12px;color:#555}.wide{overflow-x:auto}
 """
 
 
@@ -324,10 +328,10 @@ def render_html(root: str | os.PathLike, figures: dict, thumbs: list[tuple[str, 
         bar_chart([str(p) for p, _ in f["people_hist"]], [c for _, c in f["people_hist"]], "People per clip",
                   "people", "clips"),
         histogram(f["lengths"], len_edges, "Clip length", "seconds", "clips"),
-        histogram(f["speaking_shares"], tenths, "Speaking share per person", "share of the person's frames > 0",
+        histogram(f["speaking_shares"], tenths, "Speaking share per person", "share of the person's frames with score > 0 (bin start)",
                   "people", fmt="{:.1f}", color="#c0392b"),
         histogram([min(x, 0.5) for x in f["overlaps"]], twentieths, "Overlap per clip",
-                  "share of frames with >= 2 speakers (last bin: >= 0.45)", "clips", fmt="{:.2f}", color="#8e44ad"),
+                  "share of frames with >= 2 speakers (bin start; last: >= 0.45)", "clips", fmt="{:.2f}", color="#8e44ad"),
     ]
     if f["patterns"]:
         charts.append(bar_chart([p for p, _, _ in f["patterns"]], [c for _, c, _ in f["patterns"]],
@@ -357,8 +361,10 @@ def render_html(root: str | os.PathLike, figures: dict, thumbs: list[tuple[str, 
         "the speech time has two or more voices, talking-listening when one person does >= 80 % of the talking, "
         "else turn-taking; silent without any turn.</p>",
         _table(["pattern", "clips", "hours"], [list(r) for r in f["patterns"]], num={1, 2}),
+        "<div class=wide>",
         _table(inter_cols, [[r[c] for c in inter_cols] for r in f["interactions"][:50]],
                num=set(range(1, len(inter_cols) - 1))),
+        "</div>" + (f"<p class=note>First 50 of {len(f['interactions'])} clips.</p>" if len(f["interactions"]) > 50 else ""),
         "<h2>Rejected shots</h2>",
         _table(["reason", "shots"], [list(r) for r in f["rejected"]], num={1}) if f["rejected"]
         else "<p>No shot was rejected.</p>",
