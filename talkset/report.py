@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import base64
 import html
+import itertools
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -175,8 +176,8 @@ def bar_chart(labels: list[str], values: list[float], title: str, xlabel: str = 
     vmax = 1.15 * max([float(v) for v in values] + [1e-9])  # headroom for the value labels
     n = max(1, len(values))
     bw = pw / n
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'font-family="sans-serif" font-size="11">',
+    out = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'font-family="sans-serif" font-size="11">'),
            f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
            f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">{e(title)}</text>',
            f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#444"/>',
@@ -201,7 +202,7 @@ def histogram(values: list[float], edges: list[float], title: str, xlabel: str, 
               color: str = "#3b6ea8") -> str:
     """A histogram of ``values`` over bins ``edges`` (last bin closed) as an SVG ``data:`` URI."""
     counts, _ = np.histogram(np.asarray(values, dtype=float), bins=np.asarray(edges, dtype=float))
-    pairs = list(zip(edges[:-1], edges[1:]))
+    pairs = list(itertools.pairwise(edges))
     labels = [f"{fmt.format(a)}-{fmt.format(b)}" for a, b in pairs] if len(pairs) <= 6 else [fmt.format(a) for a, _ in pairs]
     return bar_chart(labels, [int(c) for c in counts], title, xlabel, ylabel, color=color)
 
@@ -343,8 +344,8 @@ def render_html(root: str | os.PathLike, figures: dict, thumbs: list[tuple[str, 
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
         f"<title>talkset dataset card: {e(Path(root).name)}</title><style>{CSS}</style></head><body>",
         f"<h1>talkset dataset card: {e(Path(root).name)}</h1>",
-        f"<p class=note>{e(str(Path(root).resolve()))}; generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} "
-        f"by talkset {e(provenance.version('talkset'))}. Committed clips only, as <code>talkset sql</code> sees them.</p>",
+        (f"<p class=note>{e(str(Path(root).resolve()))}; generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC} "
+         f"by talkset {e(provenance.version('talkset'))}. Committed clips only, as <code>talkset sql</code> sees them.</p>"),
         "<h2>The dataset's row of MIT's Table 1</h2>",
         _table(list(t1), [list(t1.values())]),
         "<h2>Summary</h2>",
@@ -357,9 +358,9 @@ def render_html(root: str | os.PathLike, figures: dict, thumbs: list[tuple[str, 
         "<h2>Resolutions</h2>",
         _table(["width", "height", "clips", "hours"], [list(r) for r in f["resolutions"]], num={0, 1, 2, 3}),
         "<h2>Interaction patterns</h2>",
-        "<p class=note>From the <code>interactions</code> view (talkset.interactions): over-talking when >= 20 % of "
-        "the speech time has two or more voices, talking-listening when one person does >= 80 % of the talking, "
-        "else turn-taking; silent without any turn.</p>",
+        ("<p class=note>From the <code>interactions</code> view (talkset.interactions): over-talking when >= 20 % of "
+         "the speech time has two or more voices, talking-listening when one person does >= 80 % of the talking, "
+         "else turn-taking; silent without any turn.</p>"),
         _table(["pattern", "clips", "hours"], [list(r) for r in f["patterns"]], num={1, 2}),
         "<div class=wide>",
         _table(inter_cols, [[r[c] for c in inter_cols] for r in f["interactions"][:50]],
@@ -378,8 +379,8 @@ def render_html(root: str | os.PathLike, figures: dict, thumbs: list[tuple[str, 
                num={1}),
         _table(["package (installed now)", "version"], [[p, provenance.version(p)] for p in PACKAGES]),
         "<h2>Frames with their annotations</h2>",
-        "<p class=note>Red box: speaking score > 0, blue: not speaking; skeleton: COCO-WholeBody keypoints "
-        "with score >= 0.3; white: face box.</p><div class=thumbs>",
+        ("<p class=note>Red box: speaking score > 0, blue: not speaking; skeleton: COCO-WholeBody keypoints "
+         "with score >= 0.3; white: face box.</p><div class=thumbs>"),
         *(f"<figure>{_img(u, c) if u else ''}<figcaption>{e(c)}</figcaption></figure>" for c, u in thumbs),
         "</div></body></html>",
     ]

@@ -8,7 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from talkset.interactions import INTERACTIONS_COLUMNS, TURNS_COLUMNS, InteractionConfig, create_views
+from talkset.interactions import (
+    INTERACTIONS_COLUMNS,
+    TURNS_COLUMNS,
+    InteractionConfig,
+    create_views,
+)
 
 FPS = 25.0
 
@@ -143,3 +148,50 @@ def test_bad_config_is_a_clear_error():
         InteractionConfig(bridge_s=float("nan")).validate()
     with pytest.raises(ValueError, match="unknown InteractionConfig keys"):
         InteractionConfig.from_dict({"onn": 0.3})
+
+
+def _turns_numpy(scores: np.ndarray, cfg: InteractionConfig, fps: float) -> list[tuple[int, int]]:
+    """An independent reading of one person's curve: hysteresis, bridging, minimum length."""
+    x = np.where(np.isnan(scores), -1.0, scores)
+    above = x > cfg.off
+    segs, i = [], 0
+    while i < len(x):
+        if above[i]:
+            j = i
+            while j < len(x) and above[j]:
+                j += 1
+            if x[i:j].max() >= cfg.on:
+                segs.append([i, j])
+            i = j
+        else:
+            i += 1
+    merged = []
+    for a, b in segs:
+        if merged and (a - merged[-1][1]) / fps <= cfg.bridge_s + 1e-9:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    return [(a, b) for a, b in merged if (b - a) / fps >= cfg.min_turn_s - 1e-9]
+
+
+def test_blackjournal_turns_and_interactions(blackjournal_root):
+    from talkset.storage.catalog import connect
+
+    root, _ = blackjournal_root
+    con = connect(root)
+    (clip_id, fps, n), = con.execute("SELECT clip_id, fps, num_frames FROM clips").fetchall()
+    cfg = InteractionConfig()
+    curves = {}
+    for tid, fi, s in con.execute("SELECT track_id, frame_idx, speaking_score FROM frames ORDER BY ALL").fetchall():
+        curves.setdefault(tid, np.full(n, np.nan))[fi] = np.nan if s is None else s
+    turns = _rows(con, "SELECT * FROM turns ORDER BY turn_idx")
+    for tid, x in curves.items():
+        mine = [(t["start_frame"], t["end_frame"]) for t in turns if t["track_id"] == tid]
+        assert mine == _turns_numpy(x, cfg, fps), f"track {tid}"
+    in_turn = np.zeros((len(curves), n), bool)
+    for t in turns:
+        in_turn[sorted(curves).index(t["track_id"]), t["start_frame"]:t["end_frame"]] = True
+    k = in_turn.sum(0)
+    r = _rows(con, "SELECT * FROM interactions")[0]
+    assert r["clip_id"] == clip_id and r["people"] == 2
+    assert r["share_2plus"] == pytest.approx((k >= 2).mean()) and r["share_1"] == pytest.approx((k == 1).mean())
