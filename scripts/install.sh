@@ -22,6 +22,13 @@ if ! command -v ffmpeg >/dev/null; then
   fi
 fi
 
+# chromium: only the dataset-card test (tests/test_report.py) needs it, to render `talkset report`'s page.
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "[install] apt-get install chromium (for tests/test_report.py)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "[install] apt-get failed: tests/test_report.py will fail until chromium is installed"
+fi
+
 stamp=.venv/.talkset-installed
 want=$(cat pyproject.toml scripts/install.sh | sha1sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

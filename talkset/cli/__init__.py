@@ -2,7 +2,8 @@
 
 ``collect`` / ``sql`` (:mod:`talkset.cli.collect`), ``train`` / ``evaluate``
 (:mod:`talkset.cli.train`), ``render`` (:mod:`talkset.cli.render`), ``server`` / ``deploy``
-(:mod:`talkset.cli.server`), ``export`` / ``compact`` (:mod:`talkset.cli.export`). Each module exposes
+(:mod:`talkset.cli.server`), ``export`` / ``compact`` (:mod:`talkset.cli.export`), ``report`` / ``interactions``
+(:mod:`talkset.cli.report`). Each module exposes
 ``register(subparsers)``.
 """
 
@@ -13,15 +14,12 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from talkset.cli import collect, render, server, train
+    from talkset.cli import collect, export, render, report, server, train
 
     p = argparse.ArgumentParser(prog="talkset", description="Multi-person talking-video datasets (MIT) and CovOG.")
     sub = p.add_subparsers(dest="command")
-    for module in (collect, train, render, server):
+    for module in (collect, train, render, server, export, report):
         module.register(sub)
-    from talkset.cli import export
-
-    export.register(sub)
     return p
 
 

@@ -91,6 +91,10 @@ def connect(root: str | os.PathLike, con: duckdb.DuckDBPyConnection | None = Non
         "CREATE OR REPLACE VIEW frames AS SELECT * FROM frames_all "
         "WHERE clip_id IN (SELECT clip_id FROM clips)"
     )
+    # issue 14: the interaction views ``turns`` and ``interactions`` over frames (talkset.interactions)
+    from talkset.interactions import create_views
+
+    create_views(con)
     # tables written by other flows (training splits, evaluation results): a view when present
     tables_dir = root / "tables"
     if tables_dir.is_dir():
