@@ -36,6 +36,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
 from talkset.config import CollectConfig  # noqa: E402
+from talkset.flows.graph import Graph, clip_graph, run_clip  # noqa: E402
 from talkset.flows.runner import StagePool, init_ray  # noqa: E402
 from talkset.items import Clip, Shot, Source, clip_id_for, source_id_for  # noqa: E402
 from talkset.sources import read_sources  # noqa: E402
@@ -68,6 +69,7 @@ def build_stages(cfg: CollectConfig, run_id: str) -> dict[str, Any]:
             presence_frac=cfg.presence_frac,
             min_box_frac=cfg.min_box_frac,
             **({"max_camera_motion": cfg.max_camera_motion} if cfg.max_camera_motion is not None else {}),
+            **({"filter_fps": cfg.filter_fps} if cfg.filter_fps is not None else {}),
         ),
         "clip": ClipStage(root=cfg.root, fps=cfg.clip_fps, audio_rate=cfg.audio_rate, crf=cfg.crf),
     }
@@ -93,6 +95,7 @@ class RunState:
     root: DatasetRoot
     run_id: str
     pools: dict[str, StagePool]
+    graph: Graph | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     sources: int = 0
     sources_done: int = 0
@@ -134,18 +137,15 @@ def _process_shot(state: RunState, video: Source, shot: Shot) -> Shot:
     if shot.reason:  # too_short: decided by the shots stage
         return shot
     item = Clip(source=video, shot=shot, clip_id=clip_id, clip_fps=cfg.clip_fps)
-    stage = "people"
     try:
-        item = pools["people"].run(item)
-        if not item.shot.kept:
-            return item.shot
-        for stage in ("clip", *[s for s in ANNOTATION_STAGES if s in pools]):
-            item = pools[stage].run(item)
-        stage = "write"
-        pools["write"].run(item)
+        item, _outputs = run_clip(state.graph, item, lambda name, it: pools[name].run(it), parallel=cfg.parallel_stages)
     except StageError as exc:
+        stage = exc.stage or "people"
         _fail(state, video.source_id, stage, clip_id, exc.reason)
-        return replace(item.shot if isinstance(item, Clip) else shot, kept=False, reason=f"error:{stage}")
+        people = getattr(exc, "outputs", {}).get("people")  # keep the people count of a shot that passed
+        return replace(people.shot if isinstance(people, Clip) else shot, kept=False, reason=f"error:{stage}")
+    if not item.shot.kept:
+        return item.shot
     state.add(clips_kept=1)
     state.progress(f"clip {clip_id} written ({len(item.person_tracks)} people)")
     return item.shot
@@ -305,6 +305,7 @@ def stage_stats(pools: dict[str, StagePool]) -> dict[str, dict]:
             "nodes": sorted(p.stats.nodes),
             "actors": len(p.actors),
             "gpus_per_actor": p.num_gpus,
+            "intervals": [[i, round(a, 3), round(b, 3)] for i, a, b in p.stats.intervals],
         }
         for name, p in pools.items()
     }
@@ -339,7 +340,7 @@ def collect(
     stages = build_stages(cfg, run_id)
     t0 = time.perf_counter()
     pools, ray_info = start_pools(cfg, stages)
-    state = RunState(cfg=cfg, root=droot, run_id=run_id, pools=pools, sources=len(srcs))
+    state = RunState(cfg=cfg, root=droot, run_id=run_id, pools=pools, sources=len(srcs), graph=clip_graph(stages))
     state.progress(f"run {run_id}: {len(srcs)} sources, ray {ray_info}, removed {stray} stray temp files")
     try:
         with heartbeat(state, cfg.progress_every_s):

@@ -16,6 +16,7 @@ import queue
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ import ray
 
 from talkset import env
 from talkset.stages.base import Stage, StageError
+
+INTERVALS_KEPT = 256  # per stage, for the run summary (bounded: the driver's memory stays flat)
 
 
 @ray.remote
@@ -39,9 +42,10 @@ class StageActor:
     def process(self, item: Any) -> dict:
         """Returns ``{"ok": bool, "out" | "error", "seconds", "node_id", "pid"}``."""
         ctx = ray.get_runtime_context()
+        started = time.time()
         t0 = time.perf_counter()
         c0 = os.times()
-        info = {"node_id": ctx.get_node_id(), "pid": os.getpid(), "host": socket.gethostname()}
+        info = {"node_id": ctx.get_node_id(), "pid": os.getpid(), "host": socket.gethostname(), "started": started}
         try:
             out = self.stage.run(item)
             c1 = os.times()
@@ -71,6 +75,8 @@ class StageStats:
     cpu_seconds: float = 0.0  # CPU seconds of the actor processes (successful items)
     nodes: set = field(default_factory=set)
     pids: set = field(default_factory=set)
+    #: the latest items' ``(item id, start, end)`` inside the actor, epoch seconds (bounded)
+    intervals: deque = field(default_factory=lambda: deque(maxlen=INTERVALS_KEPT))
 
 
 class StagePool:
@@ -138,6 +144,9 @@ class StagePool:
             self.stats.cpu_seconds += res.get("cpu_seconds", 0.0)
             self.stats.nodes.add(res["node_id"])
             self.stats.pids.add(res["pid"])
+            if "started" in res:
+                item_id = getattr(item, "clip_id", None) or getattr(item, "source_id", None) or ""
+                self.stats.intervals.append((item_id, res["started"], res["started"] + res["seconds"]))
             if not res["ok"]:
                 self.stats.failures += 1
         if not res["ok"]:
