@@ -37,7 +37,7 @@ from prefect.tasks import exponential_backoff  # noqa: E402
 
 from talkset.config import CollectConfig  # noqa: E402
 from talkset.flows.graph import Graph, clip_graph, run_clip  # noqa: E402
-from talkset.flows.runner import StagePool, init_ray  # noqa: E402
+from talkset.flows.runner import StagePool, init_ray, stage_gpus  # noqa: E402
 from talkset.items import Clip, Shot, Source, clip_id_for, source_id_for  # noqa: E402
 from talkset.sources import read_sources  # noqa: E402
 from talkset.stages.base import StageError  # noqa: E402
@@ -239,8 +239,9 @@ def _local_cpus_needed(stages: dict[str, Any], cfg: CollectConfig) -> int:
 def start_pools(cfg: CollectConfig, stages: dict[str, Any]) -> tuple[dict[str, StagePool], dict]:
     """Connect to (or start) Ray and start every stage's actors. Returns ``(pools, ray_info)``.
 
-    Raises ``ValueError`` when the actors ask for more CPUs than the cluster has (they would wait
-    forever); a local Ray started here is shut down first."""
+    Raises ``ValueError`` when the actors ask for more CPUs, or (on a cluster with GPUs) more
+    GPUs, than the cluster has (they would wait forever); a local Ray started here is shut down
+    first."""
     import ray
 
     ray_info = init_ray(cfg.ray_address, num_cpus=cfg.ray_num_cpus or _local_cpus_needed(stages, cfg))
@@ -251,6 +252,16 @@ def start_pools(cfg: CollectConfig, stages: dict[str, Any]) -> tuple[dict[str, S
         raise ValueError(
             f"the stage actors ask for {asked:g} CPUs but the Ray cluster has {ray_info['cpus']:g}: "
             "lower `concurrency` or add nodes (every actor must fit, or the run would wait forever)"
+        )
+    gpus = ray_info["gpus"]
+    asked_gpus = sum(stage_gpus(st) * max(1, cfg.concurrency.get(name, 1)) for name, st in stages.items())
+    if cfg.use_gpus != "never" and gpus > 0 and asked_gpus > gpus + 1e-9:
+        if ray_info["started"]:
+            ray.shutdown()
+        raise ValueError(
+            f"the stage actors ask for {asked_gpus:g} GPUs but the Ray cluster has {gpus:g}: "
+            "lower `concurrency` of the GPU stages, add GPU nodes or set use_gpus: never "
+            "(every actor must fit, or the run would wait forever)"
         )
     pools = {
         name: StagePool(st, cfg.concurrency.get(name, 1), use_gpus=cfg.use_gpus, max_task_retries=cfg.max_task_retries)
@@ -305,6 +316,7 @@ def stage_stats(pools: dict[str, StagePool]) -> dict[str, dict]:
             "nodes": sorted(p.stats.nodes),
             "actors": len(p.actors),
             "gpus_per_actor": p.num_gpus,
+            "devices": sorted(p.stats.devices),
             "intervals": [[i, round(a, 3), round(b, 3)] for i, a, b in p.stats.intervals],
         }
         for name, p in pools.items()

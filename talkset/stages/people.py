@@ -251,6 +251,8 @@ class PeopleStage(Stage):
             ``clip_fps / filter_fps``, so the camera-motion pairs are the same frames); only a shot
             that passes is tracked at the full clip rate (module docstring, "Cheap first").
             ``None`` or 0: decide at the full rate only.
+        batch: frames per YOLO call (one batched forward pass; ByteTrack is still updated frame by
+            frame in order, so the tracks equal those of ``batch=1``).
         device: "auto" (cuda:0 if available, else cpu), or a torch device string.
         tracker: Ultralytics tracker config (ByteTrack).
     """
@@ -272,6 +274,7 @@ class PeopleStage(Stage):
     max_camera_motion: float = 0.0004
     camera_stride: int = 10
     filter_fps: float | None = 2.5
+    batch: int = 8
     device: str = "auto"
     tracker: str = "bytetrack.yaml"
 
@@ -343,17 +346,15 @@ class PeopleStage(Stage):
         n = 0
         hw = (0, 0)
         imgsz = self.imgsz
-        try:
-            for j, _t, img in media.iter_frames(video_path, shot.start_s, shot.end_s, fps=task.clip_fps / step):
-                k = j * step
-                if n == 0:
-                    hw = img.shape[:2]
-                    if not self.upscale:
-                        imgsz = min(self.imgsz, int(math.ceil(max(hw) / 32) * 32))
-                r = self._model.track(
-                    img, persist=True, tracker=self.tracker, classes=[0], conf=self.conf, imgsz=imgsz,
-                    device=self._device, verbose=False,
-                )[0]
+        batch: list[tuple[int, np.ndarray]] = []
+
+        def flush() -> None:
+            # YOLO on the whole batch; Ultralytics then updates the one ByteTrack frame by frame in order
+            results = self._model.track(
+                [b[1] for b in batch], persist=True, tracker=self.tracker, classes=[0], conf=self.conf,
+                imgsz=imgsz, device=self._device, verbose=False, batch=len(batch),
+            )
+            for (k, img), r in zip(batch, results, strict=True):
                 boxes = r.boxes
                 xyxy = boxes.xyxy.cpu().numpy() if len(boxes) else np.zeros((0, 4), np.float32)
                 meter.add(k, img, xyxy)
@@ -361,13 +362,26 @@ class PeopleStage(Stage):
                     ids = boxes.id.cpu().numpy().astype(int)
                     confs = boxes.conf.cpu().numpy()
                     kp = r.keypoints.data.cpu().numpy() if r.keypoints is not None else np.zeros((len(ids), 17, 3))
-                    for j, tid in enumerate(ids):
+                    for i, tid in enumerate(ids):
                         d = raw.setdefault(int(tid), {"frame_idx": [], "boxes": [], "scores": [], "kpts": []})
                         d["frame_idx"].append(k)
-                        d["boxes"].append(xyxy[j])
-                        d["scores"].append(confs[j])
-                        d["kpts"].append(kp[j])
+                        d["boxes"].append(xyxy[i])
+                        d["scores"].append(confs[i])
+                        d["kpts"].append(kp[i])
+            batch.clear()
+
+        try:
+            for j, _t, img in media.iter_frames(video_path, shot.start_s, shot.end_s, fps=task.clip_fps / step):
+                if n == 0:
+                    hw = img.shape[:2]
+                    if not self.upscale:
+                        imgsz = min(self.imgsz, int(math.ceil(max(hw) / 32) * 32))
+                batch.append((j * step, img))
                 n += 1
+                if len(batch) >= max(1, self.batch):
+                    flush()
+            if batch:
+                flush()
         except StageError:
             raise
         except Exception as exc:

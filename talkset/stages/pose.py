@@ -87,6 +87,14 @@ class PoseStage(Stage):
         self._estimator = None
         self._version: str | None = None
 
+    def gpus_wanted(self) -> float:
+        """GPUs one actor of this stage asks Ray for (where the cluster has GPUs): none for
+        MediaPipe (CPU only: a GPU held by it would sit idle) or ``device="cpu"``, else
+        ``resources.gpus``. Read by :class:`talkset.flows.runner.StagePool`."""
+        if self.backend == "mediapipe" or self.device == "cpu":
+            return 0.0
+        return self.resources.gpus
+
     def setup(self) -> None:
         """Load the backend's model once (mediapipe: only checks the import; its Holistic
         instances are per track and made in :meth:`process`)."""
