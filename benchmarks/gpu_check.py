@@ -76,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     from talkset.stages.pose import PoseStage
     from talkset.stages.shots import ShotsStage
     from talkset.stages.speaking import SpeakingStage
-
     from talkset.storage.root import DatasetRoot
 
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
