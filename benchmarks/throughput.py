@@ -5,17 +5,29 @@ On the same source clips, one after another in this process:
 1. ``decode``: ffmpeg decoding each clip alone (``ffmpeg -i X -f null -``): the ceiling.
 2. ``naive``: the stages without Ray, one after another in one process, each stage first decoding
    the full source video again (as separate per-stage scripts do: every stage opens the video and
-   reads all its frames), then doing its work by calling the same stage classes' ``process``.
+   reads all its frames), then doing its work by calling the same stage classes' ``process``,
+   every shot tracked at the full rate (``filter_fps=0``), the stages in the order of the one
+   pipeline declaration (:func:`talkset.flows.graph.clip_graph`).
 3. ``talkset 1-node``: the ``collect`` flow on a 1-node local Ray cluster.
 4. ``talkset 2-node``: the ``collect`` flow on a 2-node local Ray cluster (``ray.cluster_utils``;
    both nodes share this machine's cores).
 
 Printed: video-seconds per wall-second of each, talkset / naive, talkset / decode, 2-node / 1-node,
-and per stage actor-seconds per video-second (from the run summary, compute inside the actors) and
-CPU-seconds per video-second (naive pass: process + child CPU time around each stage).
+the whole chain's CPU-seconds per video-second and the share of the cores busy with the actors'
+work, and per stage actor-seconds per video-second (from the run summary, compute inside the
+actors) and CPU-seconds per video-second (naive pass: process + child CPU time around each stage).
+
+``--edit`` adds a >= 60 s talk-show-like edit built with ffmpeg from the shared clips (:data:`EDIT`:
+hard cuts between one-person close-ups, two-shots and split screens). ``--filter-only`` measures
+the people stage per shot, full-rate filter against sparse-first (decisions, CPU seconds on rejected
+shots). ``--memory N`` runs ``collect`` on N tiny generated sources and prints the driver's memory
+held per finished source.
 
     python benchmarks/throughput.py                      # default clips, annotation if installed
     python benchmarks/throughput.py --annotate off --clips clearervoice_tse_001.avi
+    python benchmarks/throughput.py --annotate on --edit --skip two-node    # the issue 15 figures
+    python benchmarks/throughput.py --filter-only --clips dvscripts_blackjournal.mp4 --edit
+    python benchmarks/throughput.py --memory 1000
 """
 
 from __future__ import annotations
@@ -215,6 +227,62 @@ def filter_cost(paths: list[Path]) -> dict:
     return out
 
 
+
+def driver_memory(n: int, work: Path) -> dict:
+    """``collect`` on ``n`` tiny generated sources (1 s, 160x120 test pattern + tone: one shot,
+    too short to track): the driver's resident memory against the number of finished sources
+    (each finished source writes one ``shots`` shard). Returns the bytes held per finished source
+    (least-squares slope over the second half of the run) and the samples."""
+    import threading
+
+    import psutil
+
+    from talkset.flows.collect import collect
+    from talkset.media import run_ffmpeg
+
+    tiny = work / "tiny.mp4"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=1", "-f", "lavfi", "-i",
+                "sine=frequency=440:sample_rate=16000:duration=1", "-c:v", "libx264", "-preset", "ultrafast",
+                "-c:a", "aac", "-shortest", str(tiny)], "tiny source")
+    srcs = []
+    for i in range(n):
+        dst = work / "src" / f"tiny_{i:05d}.mp4"
+        dst.parent.mkdir(exist_ok=True)
+        os.link(tiny, dst)
+        srcs.append(str(dst))
+    root = work / "mem-root"
+    shards = root / "tables" / "shots"
+    proc = psutil.Process()
+    samples: list[tuple[int, int]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.5):
+            done = sum(1 for _ in shards.rglob("*.parquet")) if shards.exists() else 0
+            samples.append((done, proc.memory_info().rss))
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t0 = time.perf_counter()
+    try:
+        summary = collect(sources=srcs, root=str(root), config={"annotate": False, "max_sources_in_flight": 4,
+                                                                 "progress_every_s": 3600})
+    finally:
+        stop.set()
+        th.join()
+    wall = time.perf_counter() - t0
+    half = [(d, r) for d, r in samples if d >= n // 2]
+    import numpy as np
+
+    slope = float(np.polyfit([d for d, _ in half], [r for _, r in half], 1)[0]) if len({d for d, _ in half}) > 2 else float("nan")
+    out = {"sources": n, "wall": wall, "bytes_per_source": slope, "rss_first": samples[0][1] if samples else 0,
+           "rss_last": samples[-1][1] if samples else 0, "failures": summary["failures"]}
+    print(f"driver memory: {n} tiny sources in {wall:.0f} s; RSS {out['rss_first'] / 2**20:.0f} -> "
+          f"{out['rss_last'] / 2**20:.0f} MiB; {slope:,.0f} bytes per finished source (second half, least squares)",
+          flush=True)
+    return out
+
+
 def loopback_cluster(nodes: int, cpus_per_node: int):
     """A local Ray cluster of ``nodes`` nodes on 127.0.0.1 (Ray's multi-node IP lookup switched off)."""
     import ray._private.ray_constants as rc
@@ -259,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "two-node"])
     ap.add_argument("--json", help="also write the figures to this JSON file")
     ap.add_argument("--edit", action="store_true", help="add the >= 60 s talk-show-like edit built from the shared clips")
+    ap.add_argument("--memory", type=int, default=0, metavar="N",
+                    help="only the driver's memory over N tiny generated sources (e.g. 1000)")
     ap.add_argument("--filter-only", action="store_true",
                     help="only the people filter per shot: full rate vs sparse first (decisions, CPU seconds)")
     args = ap.parse_args(argv)
@@ -267,6 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     edit_dir = Path(tempfile.mkdtemp(prefix="talkset-edit-"))
     if args.edit:
         paths.append(build_edit(edit_dir / "talkshow_edit.mp4"))
+    if args.memory:
+        print(f"machine: {machine()}")
+        try:
+            driver_memory(args.memory, edit_dir)
+        finally:
+            shutil.rmtree(edit_dir, ignore_errors=True)
+        return 0
     if args.filter_only:
         print(f"machine: {machine()}")
         filter_cost(paths)

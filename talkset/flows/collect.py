@@ -6,7 +6,10 @@ Orchestration: a Prefect 3 flow. Each source is a Prefect task run (``source:<id
 Ray actors (:mod:`talkset.flows.runner`) that declare their resources and load their models once. Sources
 move through the stages concurrently (``max_sources_in_flight``) and the shots of one source too
 (``max_shots_in_flight``): a video's shots are annotated while the next video downloads. The
-number of flow threads bounds in-flight work per stage (backpressure).
+number of flow threads bounds in-flight work per stage (backpressure). Within one clip the stages
+follow the pipeline graph of :mod:`talkset.flows.graph` (built from the stages' reads/writes): a
+stage starts as soon as the stages it needs are done, so pose runs alongside faces -> speaking
+(``parallel_stages: false``: one after another).
 
 Failures never stop the run: a stage error on a source, shot or clip becomes a ``failures`` row
 and the rest goes on. Re-running with the same root resumes: committed clips are skipped, stray
