@@ -5,17 +5,29 @@ On the same source clips, one after another in this process:
 1. ``decode``: ffmpeg decoding each clip alone (``ffmpeg -i X -f null -``): the ceiling.
 2. ``naive``: the stages without Ray, one after another in one process, each stage first decoding
    the full source video again (as separate per-stage scripts do: every stage opens the video and
-   reads all its frames), then doing its work by calling the same stage classes' ``process``.
+   reads all its frames), then doing its work by calling the same stage classes' ``process``,
+   every shot tracked at the full rate (``filter_fps=0``), the stages in the order of the one
+   pipeline declaration (:func:`talkset.flows.graph.clip_graph`).
 3. ``talkset 1-node``: the ``collect`` flow on a 1-node local Ray cluster.
 4. ``talkset 2-node``: the ``collect`` flow on a 2-node local Ray cluster (``ray.cluster_utils``;
    both nodes share this machine's cores).
 
 Printed: video-seconds per wall-second of each, talkset / naive, talkset / decode, 2-node / 1-node,
-and per stage actor-seconds per video-second (from the run summary, compute inside the actors) and
-CPU-seconds per video-second (naive pass: process + child CPU time around each stage).
+the whole chain's CPU-seconds per video-second and the share of the cores busy with the actors'
+work, and per stage actor-seconds per video-second (from the run summary, compute inside the
+actors) and CPU-seconds per video-second (naive pass: process + child CPU time around each stage).
+
+``--edit`` adds a >= 60 s talk-show-like edit built with ffmpeg from the shared clips (:data:`EDIT`:
+hard cuts between one-person close-ups, two-shots and split screens). ``--filter-only`` measures
+the people stage per shot, full-rate filter against sparse-first (decisions, CPU seconds on rejected
+shots). ``--memory N`` runs ``collect`` on N tiny generated sources and prints the driver's memory
+held per finished source.
 
     python benchmarks/throughput.py                      # default clips, annotation if installed
     python benchmarks/throughput.py --annotate off --clips clearervoice_tse_001.avi
+    python benchmarks/throughput.py --annotate on --edit --skip two-node    # the issue 15 figures
+    python benchmarks/throughput.py --filter-only --clips dvscripts_blackjournal.mp4 --edit
+    python benchmarks/throughput.py --memory 1000
 """
 
 from __future__ import annotations
@@ -43,12 +55,22 @@ os.environ.setdefault("TALKSET_WEIGHTS", str(REPO.parent / "shared" / "weights")
 CLIPS = REPO.parent / "shared" / "data" / "clips"
 DEFAULT_CLIPS = ["visualvoice_interview.mp4", "clearervoice_tse_001.avi", "visualvoice_noisy_restaurant.mp4"]
 ANNOTATION = ("pose", "faces", "speaking", "align")
+# the talk-show-like edit (--edit): (clip, start s, duration s), hard cuts, all made 1280x720 25 fps
+EDIT = [
+    ("dvscripts_blackjournal.mp4", 0.5, 8.0),  # host close-up (1 person: rejected)
+    ("dvscripts_blackjournal.mp4", 20.0, 12.0),  # two-shot
+    ("visualvoice_noisy_restaurant.mp4", 0.0, 8.0),  # one person
+    ("visualvoice_interview.mp4", 0.0, 12.0),  # split screen
+    ("dvscripts_blackjournal.mp4", 3.0, 7.0),  # host close-up again
+    ("clearervoice_tse_001.avi", 0.0, 8.0),  # split-screen debate
+    ("dvscripts_blackjournal.mp4", 45.0, 12.0),  # two-shot
+]
 
 
 def annotation_available() -> bool:
     import importlib.util
 
-    return all(importlib.util.find_spec(f"tasks.{m}") is not None for m in ANNOTATION)
+    return all(importlib.util.find_spec(f"talkset.stages.{m}") is not None for m in ANNOTATION)
 
 
 def machine() -> str:
@@ -95,11 +117,14 @@ def naive(paths: list[Path], root: Path, cfg_dict: dict) -> dict:
     """All stages in this process, sequentially, each stage decoding the full source first."""
     from talkset.config import CollectConfig
     from talkset.flows.collect import build_stages
+    from talkset.flows.graph import clip_graph
     from talkset.items import Clip, Source, clip_id_for, source_id_for
     from talkset.stages.base import StageError
 
-    cfg = CollectConfig.from_dict({**cfg_dict, "root": str(root)})
+    # the seed's way: every shot tracked at the full rate (no sparse filter first), stages in sequence
+    cfg = CollectConfig.from_dict({**cfg_dict, "root": str(root), "filter_fps": 0, "parallel_stages": False})
     stages = build_stages(cfg, "naive")
+    order = [n for n in clip_graph(stages).order if n != "people"]  # the one pipeline declaration
     cpu = {n: 0.0 for n in stages}
     wall = {n: 0.0 for n in stages}
     decode_s = 0.0
@@ -138,14 +163,124 @@ def naive(paths: list[Path], root: Path, cfg_dict: dict) -> dict:
                 item = run("people", item, src)
                 if not item.shot.kept:
                     continue
-                for name in ("clip", *[a for a in ANNOTATION if a in stages]):
-                    item = run(name, item, src)
-                run("write", item, None)
+                for name in order:
+                    item = run(name, item, src if name != "write" else None)
                 clips += 1
             except StageError as exc:
                 print(f"  naive: {item.clip_id}: {exc.reason}", file=sys.stderr)
     total = time.perf_counter() - t0
     return {"wall": total, "setup": setup_s, "cpu": cpu, "stage_wall": wall, "full_decode": decode_s, "clips": clips}
+
+
+def build_edit(dst: Path) -> Path:
+    """The talk-show-like edit (:data:`EDIT`): one-person close-ups, two-shots and split screens of
+    the shared clips joined with hard cuts, 1280x720, 25 fps, 16 kHz audio, H.264 + AAC."""
+    from talkset.media import run_ffmpeg
+
+    args, parts = [], []
+    for i, (name, start, dur) in enumerate(EDIT):
+        args += ["-ss", f"{start}", "-t", f"{dur}", "-i", str(CLIPS / name)]
+        parts.append(f"[{i}:v]scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,"
+                     f"setsar=1,fps=25,format=yuv420p[v{i}];[{i}:a]aresample=16000,aformat=channel_layouts=mono[a{i}]")
+    concat = "".join(f"[v{i}][a{i}]" for i in range(len(EDIT))) + f"concat=n={len(EDIT)}:v=1:a=1[v][a]"
+    run_ffmpeg([*args, "-filter_complex", ";".join(parts) + ";" + concat, "-map", "[v]", "-map", "[a]",
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-c:a", "aac", str(dst)], "talk-show edit")
+    return dst
+
+
+def filter_cost(paths: list[Path]) -> dict:
+    """People stage per shot: the full-rate filter (``filter_fps=0``, today's way) against the sparse
+    one, in this process: decisions and CPU seconds, and the totals on rejected shots."""
+    from talkset.items import Clip, Source
+    from talkset.media import probe
+    from talkset.stages.people import PeopleStage
+    from talkset.stages.shots import ShotsStage
+
+    full, sparse, shots = PeopleStage(filter_fps=0), PeopleStage(), ShotsStage()
+    full.setup()
+    sparse.setup()
+    rows = []
+    for p in paths:
+        pr = probe(p)
+        src = Source(url=str(p), source_id=p.stem[:16], video_path=str(p), duration_s=pr.duration_s)
+        for sh in shots.process(src).shots:
+            if sh.reason:
+                continue
+            item = Clip(source=src, shot=sh, clip_id=f"{p.stem}-{sh.shot_idx}", clip_fps=25.0)
+            c0 = time.process_time()
+            a = full.process(item).shot
+            c1 = time.process_time()
+            b = sparse.process(item).shot
+            c2 = time.process_time()
+            rows.append({"clip": p.name, "shot": sh.shot_idx, "start_s": sh.start_s, "end_s": sh.end_s,
+                         "full": (a.kept, a.reason, a.num_people), "sparse": (b.kept, b.reason, b.num_people),
+                         "cpu_full": c1 - c0, "cpu_sparse": c2 - c1})
+            r = rows[-1]
+            print(f"  {p.name} shot {sh.shot_idx} {sh.start_s:.1f}-{sh.end_s:.1f} s: full {r['full']} "
+                  f"{r['cpu_full']:.1f} CPU-s, sparse-first {r['sparse']} {r['cpu_sparse']:.1f} CPU-s", flush=True)
+    rej = [r for r in rows if not r["full"][0]]
+    out = {"rows": rows, "agree": all(r["full"][0] == r["sparse"][0] and r["full"][2] == r["sparse"][2] for r in rows),
+           "rejected_cpu_full": sum(r["cpu_full"] for r in rej), "rejected_cpu_sparse": sum(r["cpu_sparse"] for r in rej)}
+    print(f"filter: {len(rows)} shots, decisions agree: {out['agree']}; rejected shots ({len(rej)}): "
+          f"{out['rejected_cpu_full']:.1f} CPU-s at full rate -> {out['rejected_cpu_sparse']:.1f} CPU-s sparse first "
+          f"(x{out['rejected_cpu_sparse'] / max(out['rejected_cpu_full'], 1e-9):.3f})", flush=True)
+    return out
+
+
+
+def driver_memory(n: int, work: Path) -> dict:
+    """``collect`` on ``n`` tiny generated sources (1 s, 160x120 test pattern + tone: one shot,
+    too short to track): the driver's resident memory against the number of finished sources
+    (each finished source writes one ``shots`` shard). Returns the bytes held per finished source
+    (least-squares slope over the second half of the run) and the samples."""
+    import threading
+
+    import psutil
+
+    from talkset.flows.collect import collect
+    from talkset.media import run_ffmpeg
+
+    tiny = work / "tiny.mp4"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=1", "-f", "lavfi", "-i",
+                "sine=frequency=440:sample_rate=16000:duration=1", "-c:v", "libx264", "-preset", "ultrafast",
+                "-c:a", "aac", "-shortest", str(tiny)], "tiny source")
+    srcs = []
+    for i in range(n):
+        dst = work / "src" / f"tiny_{i:05d}.mp4"
+        dst.parent.mkdir(exist_ok=True)
+        os.link(tiny, dst)
+        srcs.append(str(dst))
+    root = work / "mem-root"
+    shards = root / "tables" / "shots"
+    proc = psutil.Process()
+    samples: list[tuple[int, int]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.5):
+            done = sum(1 for _ in shards.rglob("*.parquet")) if shards.exists() else 0
+            samples.append((done, proc.memory_info().rss))
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t0 = time.perf_counter()
+    try:
+        summary = collect(sources=srcs, root=str(root), config={"annotate": False, "max_sources_in_flight": 4,
+                                                                 "progress_every_s": 3600})
+    finally:
+        stop.set()
+        th.join()
+    wall = time.perf_counter() - t0
+    half = [(d, r) for d, r in samples if d >= n // 2]
+    import numpy as np
+
+    slope = float(np.polyfit([d for d, _ in half], [r for _, r in half], 1)[0]) if len({d for d, _ in half}) > 2 else float("nan")
+    out = {"sources": n, "wall": wall, "bytes_per_source": slope, "rss_first": samples[0][1] if samples else 0,
+           "rss_last": samples[-1][1] if samples else 0, "failures": summary["failures"]}
+    print(f"driver memory: {n} tiny sources in {wall:.0f} s; RSS {out['rss_first'] / 2**20:.0f} -> "
+          f"{out['rss_last'] / 2**20:.0f} MiB; {slope:,.0f} bytes per finished source (second half, least squares)",
+          flush=True)
+    return out
 
 
 def loopback_cluster(nodes: int, cpus_per_node: int):
@@ -191,9 +326,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", default="people=2,clip=2", help="actors per stage, e.g. people=2,pose=2")
     ap.add_argument("--skip", nargs="*", default=[], choices=["naive", "two-node"])
     ap.add_argument("--json", help="also write the figures to this JSON file")
+    ap.add_argument("--edit", action="store_true", help="add the >= 60 s talk-show-like edit built from the shared clips")
+    ap.add_argument("--memory", type=int, default=0, metavar="N",
+                    help="only the driver's memory over N tiny generated sources (e.g. 1000)")
+    ap.add_argument("--filter-only", action="store_true",
+                    help="only the people filter per shot: full rate vs sparse first (decisions, CPU seconds)")
     args = ap.parse_args(argv)
 
     paths = [Path(c) if Path(c).is_file() else CLIPS / c for c in args.clips]
+    edit_dir = Path(tempfile.mkdtemp(prefix="talkset-edit-"))
+    if args.edit:
+        paths.append(build_edit(edit_dir / "talkshow_edit.mp4"))
+    if args.memory:
+        print(f"machine: {machine()}")
+        try:
+            driver_memory(args.memory, edit_dir)
+        finally:
+            shutil.rmtree(edit_dir, ignore_errors=True)
+        return 0
+    if args.filter_only:
+        print(f"machine: {machine()}")
+        filter_cost(paths)
+        shutil.rmtree(edit_dir, ignore_errors=True)
+        return 0
     annotate = annotation_available() if args.annotate == "auto" else args.annotate == "on"
     conc = {k: int(v) for k, v in (kv.split("=") for kv in args.concurrency.split(",") if kv)}
     cfg = {"annotate": annotate, "concurrency": conc, "max_sources_in_flight": 2, "max_shots_in_flight": 2}
@@ -241,6 +396,13 @@ def main(argv: list[str] | None = None) -> int:
         if "talkset_2node" in res:
             print(f"  2-node / 1-node (speed-up) = {one['wall'] / res['talkset_2node']['wall']:.2f}x "
                   f"(both nodes share {os.cpu_count()} cores here)")
+        st1 = one["summary"]["stages"]
+        cpu_all = sum(v.get("cpu_seconds", 0.0) for v in st1.values())
+        busy = cpu_all / (one["wall"] * (os.cpu_count() or 1))
+        res["whole_chain_cpu_per_video_s"] = cpu_all / video_s
+        res["cores_busy"] = busy
+        print(f"  whole chain CPU-s per video-s (actors' own CPU, summed over stages) = {cpu_all / video_s:.2f}")
+        print(f"  share of the {os.cpu_count()} cores busy with the actors' work over the run = {busy:.0%}")
         print("\nper stage, per video-second:")
         print(f"  {'stage':9} {'actor-s/video-s':>16} {'naive CPU-s/video-s (incl. re-decode)':>38}")
         for name, st in one["summary"]["stages"].items():
@@ -251,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps(res, indent=2, default=str))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(edit_dir, ignore_errors=True)
     return 0
 
 

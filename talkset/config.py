@@ -71,6 +71,11 @@ class CollectConfig(Config):
     presence_frac: float = 0.5  # a track counts as present if in >= this share of the shot's frames
     min_box_frac: float = 0.02  # ignore tracks whose median box is < this share of the frame area
     max_camera_motion: float | None = None  # None: talkset.stages.people.PeopleStage default (see its docstring)
+    # throughput (issue 15): the shot filter decided on ~filter_fps frames/s before full-rate tracking
+    # (None: the PeopleStage default, 0: full rate only); stages of a clip that need each other's
+    # output run one after another, the others at the same time (False: all in sequence)
+    filter_fps: float | None = None
+    parallel_stages: bool = True
     # clip
     clip_fps: float = 25.0
     audio_rate: int = 16000

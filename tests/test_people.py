@@ -144,3 +144,58 @@ def test_empty_shot_and_missing_video_are_stage_errors(stage, blackjournal):
     task.source.video_path = None
     with pytest.raises(StageError, match="no video_path"):
         stage.process(task)
+
+
+# Every shot of the shared clips as the shots stage finds them (ContentDetector defaults; the
+# too_short ones left out), first 3 s of each: the sparse filter (filter_fps) must decide as the
+# full-rate one does. The full shots are compared by benchmarks/throughput.py --filter-only.
+SHARED_SHOTS = [
+    ("dvscripts_blackjournal.mp4", 0.0, CUT_S),
+    ("dvscripts_blackjournal.mp4", CUT_S, BJ_END_S),
+    ("visualvoice_interview.mp4", 0.0, 17.52),
+    ("visualvoice_noisy_restaurant.mp4", 0.0, 8.96),
+    ("clearervoice_tse_001.avi", 0.0, 8.04),
+    ("psd_testvideo.mp4", 1.001, 6.006),
+    ("psd_testvideo.mp4", 6.006, 13.146),
+    ("psd_testvideo.mp4", 13.146, 24.024),
+    ("psd_goldeneye-vfr-drop3.mp4", 0.0, 3.754),
+    ("psd_goldeneye-vfr-drop3.mp4", 3.754, 8.759),
+]
+
+
+def test_sparse_filter_decides_as_the_full_rate_one(stage):
+    assert stage.sparse_step(25.0) == 10  # 2.5 frames per second, the camera-motion frames included
+    decisions = []
+    for i, (name, start, end) in enumerate(SHARED_SHOTS):
+        task = make_task(clip(name), start, min(end, start + 3.0), shot_idx=i)
+        full = stage.decide(*stage.track_shot(task), task).shot
+        sparse = stage.decide(*stage.track_shot(task, stage.sparse_step(25.0)), task).shot
+        assert (sparse.kept, sparse.reason.split("=")[0], sparse.num_people) == (
+            full.kept, full.reason.split("=")[0], full.num_people), (name, start, full, sparse)
+        decisions.append((full.kept, full.num_people))
+    # the set is not trivial: kept two-shots and rejected one-person / empty shots
+    assert (True, 2) in decisions and (False, 1) in decisions and (False, 0) in decisions
+
+
+def test_rejected_shot_keeps_its_reason_and_skips_full_rate_tracking(stage, blackjournal):
+    task = make_task(blackjournal, 0.0, 4.0)
+    res = stage.process(task)
+    assert res.shot.kept is False and res.shot.reason == "people=1" and res.person_tracks == []
+    assert res.shot.num_people == 1 and res.shot.camera_motion is not None
+    # ByteTrack saw one sparse pass over 10 of the 100 frames and no full-rate pass after it
+    assert stage._model.predictor.trackers[0].frame_id == 10
+
+
+def test_batched_yolo_tracks_equal_frame_by_frame(blackjournal):
+    task = make_task(blackjournal, 40.0, 41.0)
+    raws = []
+    for batch in (1, 8):
+        s = PeopleStage(batch=batch)
+        s.setup()
+        raw, n, _meter, _hw = s.track_shot(task)
+        assert n == 25
+        raws.append(raw)
+    assert sorted(raws[0]) == sorted(raws[1]) == [1, 2]
+    for tid, d in raws[0].items():
+        assert d["frame_idx"] == raws[1][tid]["frame_idx"]
+        np.testing.assert_allclose(np.asarray(d["boxes"]), np.asarray(raws[1][tid]["boxes"]), atol=0.01)

@@ -163,3 +163,6 @@ def test_pose_stage_with_the_onnx_backend(spot_onnx, tmp_path):
         assert np.abs(got - expect[17:]).max() <= 1.5, (k, np.abs(got - expect[17:]).max())
         assert np.allclose(kp[k, 5], (111.0, 222.0, 0.9))  # detector's confident point wins
         assert np.abs(kp[k, 6, :2] - expect[6]).max() <= 1.5  # detector score 0 -> model's point
+    # the crops of the 3 frames ran as one batch (batch_crops=32); one crop per run gives the same
+    one_by_one = PoseStage(backend="onnx", model=str(spot_onnx), prefer_yolo_body=True, batch_crops=1).process(task)
+    np.testing.assert_allclose(one_by_one.poses[7].keypoints, kp, atol=1e-4)

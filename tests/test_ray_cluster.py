@@ -55,8 +55,10 @@ def reference(sources, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster(reference):
-    """Head + 1 worker node, 4 logical CPUs each, on loopback. The driver connects through
-    ``collect(ray_address=...)`` and is disconnected in teardown."""
+    """Head + 1 worker node, 4 logical CPUs and 1 declared GPU each (there is no real GPU: the
+    GPU stages' actors are placed by Ray as on GPU nodes and fall back to the CPU inside), on
+    loopback. The driver connects through ``collect(ray_address=...)`` and is disconnected in
+    teardown."""
     import ray
     import ray._private.ray_constants as rc
     from ray.cluster_utils import Cluster
@@ -71,9 +73,9 @@ def cluster(reference):
     # processes' bare ray.init() on this host to this cluster; short, for Ray's socket paths
     tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     mp.setenv("RAY_TMPDIR", tmp)
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "include_dashboard": False})
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "num_gpus": 1, "include_dashboard": False})
     try:
-        c.add_node(num_cpus=4)
+        c.add_node(num_cpus=4, num_gpus=1)
         c.wait_for_nodes()
         yield c
     finally:
@@ -156,7 +158,12 @@ def test_two_nodes_place_actors_on_both_and_match_one_node(cluster, sources, ref
     assert summary["ray"]["nodes"] == 2
     assert set(summary["nodes"]) == node_ids  # stage actors ran on both nodes
     assert summary["stages"]["people"]["actors"] == 2 and summary["stages"]["people"]["items"] == 2
-    assert summary["stages"]["people"]["gpus_per_actor"] == 0  # no GPU in this cluster: none asked
+    # GPU placement without a GPU: both nodes declare one, so each people actor asks for a quarter
+    # of one, SPREAD puts one on each node, and inside the actor YOLO finds no CUDA and runs on CPU
+    people = summary["stages"]["people"]
+    assert people["gpus_per_actor"] == 0.25
+    assert set(people["nodes"]) == node_ids
+    assert people["devices"] == ["cpu"]
     assert summary["clips_kept"] == 2 and summary["failures"] == 0
     clips = _clips(tmp_path)
     assert [r[6] for r in clips] == [2, 2] and [r[5] for r in clips] == [100, 100]
@@ -250,3 +257,34 @@ def test_long_source_list_keeps_sources_in_flight_bounded(cluster, sources, tmp_
         in_flight += d
         peak = max(peak, in_flight)
     assert peak == 2  # bounded by max_sources_in_flight, and the bound is used
+
+
+def test_gpu_asks_follow_the_backend_and_too_many_stop_at_once(tmp_path):
+    """A 1-node Ray that declares one GPU: YOLO and Light-ASD actors ask for a share of it, MediaPipe
+    pose asks for none; actors asking for more GPUs than the cluster has stop the run at once."""
+    import ray
+
+    from talkset.config import CollectConfig
+    from talkset.flows.collect import build_stages, start_pools
+
+    assert not ray.is_initialized()
+    ray.init(address="local", num_cpus=16, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1")
+    try:
+        cfg = CollectConfig(root=str(tmp_path), annotate=True, concurrency={"people": 8})
+        stages = build_stages(cfg, "gpu-ask")
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match=r"ask for 2\.25 GPUs but the Ray cluster has 1"):
+            start_pools(cfg, stages)  # people 8 x 0.25 + speaking 0.25; pose (mediapipe) 0
+        assert time.perf_counter() - t0 < 5  # stops at once, no actor left pending
+        cfg = CollectConfig(root=str(tmp_path), annotate=True)
+        pools, info = start_pools(cfg, build_stages(cfg, "gpu-ask"))
+        try:
+            assert info["gpus"] == 1 and not info["started"]
+            asked = {name: p.num_gpus for name, p in pools.items()}
+            assert asked["people"] == 0.25 and asked["speaking"] == 0.25
+            assert asked["pose"] == 0 and asked["faces"] == 0 and asked["clip"] == 0
+        finally:
+            for p in pools.values():
+                p.shutdown()
+    finally:
+        ray.shutdown()

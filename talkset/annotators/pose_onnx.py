@@ -157,8 +157,25 @@ class OnnxWholeBody:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         if len(boxes) == 0:
             return np.zeros((0, 133, 3), dtype=np.float32)
-        batch, mats = zip(*(self.preprocess(frame, b) for b in boxes))
-        x = np.stack(batch)
+        x, mats = self.prepare(frame, boxes)
+        return self.infer(x, mats)
+
+    def prepare(self, frame: np.ndarray, boxes: Sequence[Sequence[float]]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The network inputs of ``boxes`` in ``frame``: float32 (N, 3, H, W) and N 2x3 affines.
+
+        Crops of several frames can be concatenated and run as one batch by :meth:`infer`
+        (the pose stage does so across frames)."""
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        if len(boxes) == 0:
+            return np.zeros((0, 3, self.input_h, self.input_w), dtype=np.float32), []
+        batch, mats = zip(*(self.preprocess(frame, b) for b in boxes), strict=True)
+        return np.stack(batch), list(mats)
+
+    def infer(self, x: np.ndarray, mats: Sequence[np.ndarray]) -> np.ndarray:
+        """Run the network on prepared crops ``x`` (N, 3, H, W) in one batch (one crop at a time for a
+        model with a fixed batch of 1); returns float32 (N, K, 3) in the crops' frame pixels."""
+        if len(x) == 0:
+            return np.zeros((0, 133, 3), dtype=np.float32)
         if self.fixed_batch:
             outs = [self.session.run(self.output_names, {self.input_name: x[i : i + 1]}) for i in range(len(x))]
             sx = np.concatenate([o[0] for o in outs])

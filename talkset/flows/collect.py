@@ -6,7 +6,10 @@ Orchestration: a Prefect 3 flow. Each source is a Prefect task run (``source:<id
 Ray actors (:mod:`talkset.flows.runner`) that declare their resources and load their models once. Sources
 move through the stages concurrently (``max_sources_in_flight``) and the shots of one source too
 (``max_shots_in_flight``): a video's shots are annotated while the next video downloads. The
-number of flow threads bounds in-flight work per stage (backpressure).
+number of flow threads bounds in-flight work per stage (backpressure). Within one clip the stages
+follow the pipeline graph of :mod:`talkset.flows.graph` (built from the stages' reads/writes): a
+stage starts as soon as the stages it needs are done, so pose runs alongside faces -> speaking
+(``parallel_stages: false``: one after another).
 
 Failures never stop the run: a stage error on a source, shot or clip becomes a ``failures`` row
 and the rest goes on. Re-running with the same root resumes: committed clips are skipped, stray
@@ -36,7 +39,8 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
 from talkset.config import CollectConfig  # noqa: E402
-from talkset.flows.runner import StagePool, init_ray  # noqa: E402
+from talkset.flows.graph import Graph, clip_graph, run_clip  # noqa: E402
+from talkset.flows.runner import StagePool, init_ray, stage_gpus  # noqa: E402
 from talkset.items import Clip, Shot, Source, clip_id_for, source_id_for  # noqa: E402
 from talkset.sources import read_sources  # noqa: E402
 from talkset.stages.base import StageError  # noqa: E402
@@ -68,6 +72,7 @@ def build_stages(cfg: CollectConfig, run_id: str) -> dict[str, Any]:
             presence_frac=cfg.presence_frac,
             min_box_frac=cfg.min_box_frac,
             **({"max_camera_motion": cfg.max_camera_motion} if cfg.max_camera_motion is not None else {}),
+            **({"filter_fps": cfg.filter_fps} if cfg.filter_fps is not None else {}),
         ),
         "clip": ClipStage(root=cfg.root, fps=cfg.clip_fps, audio_rate=cfg.audio_rate, crf=cfg.crf),
     }
@@ -93,6 +98,7 @@ class RunState:
     root: DatasetRoot
     run_id: str
     pools: dict[str, StagePool]
+    graph: Graph | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     sources: int = 0
     sources_done: int = 0
@@ -134,18 +140,15 @@ def _process_shot(state: RunState, video: Source, shot: Shot) -> Shot:
     if shot.reason:  # too_short: decided by the shots stage
         return shot
     item = Clip(source=video, shot=shot, clip_id=clip_id, clip_fps=cfg.clip_fps)
-    stage = "people"
     try:
-        item = pools["people"].run(item)
-        if not item.shot.kept:
-            return item.shot
-        for stage in ("clip", *[s for s in ANNOTATION_STAGES if s in pools]):
-            item = pools[stage].run(item)
-        stage = "write"
-        pools["write"].run(item)
+        item, _outputs = run_clip(state.graph, item, lambda name, it: pools[name].run(it), parallel=cfg.parallel_stages)
     except StageError as exc:
+        stage = exc.stage or "people"
         _fail(state, video.source_id, stage, clip_id, exc.reason)
-        return replace(item.shot if isinstance(item, Clip) else shot, kept=False, reason=f"error:{stage}")
+        people = getattr(exc, "outputs", {}).get("people")  # keep the people count of a shot that passed
+        return replace(people.shot if isinstance(people, Clip) else shot, kept=False, reason=f"error:{stage}")
+    if not item.shot.kept:
+        return item.shot
     state.add(clips_kept=1)
     state.progress(f"clip {clip_id} written ({len(item.person_tracks)} people)")
     return item.shot
@@ -239,8 +242,9 @@ def _local_cpus_needed(stages: dict[str, Any], cfg: CollectConfig) -> int:
 def start_pools(cfg: CollectConfig, stages: dict[str, Any]) -> tuple[dict[str, StagePool], dict]:
     """Connect to (or start) Ray and start every stage's actors. Returns ``(pools, ray_info)``.
 
-    Raises ``ValueError`` when the actors ask for more CPUs than the cluster has (they would wait
-    forever); a local Ray started here is shut down first."""
+    Raises ``ValueError`` when the actors ask for more CPUs, or (on a cluster with GPUs) more
+    GPUs, than the cluster has (they would wait forever); a local Ray started here is shut down
+    first."""
     import ray
 
     ray_info = init_ray(cfg.ray_address, num_cpus=cfg.ray_num_cpus or _local_cpus_needed(stages, cfg))
@@ -251,6 +255,16 @@ def start_pools(cfg: CollectConfig, stages: dict[str, Any]) -> tuple[dict[str, S
         raise ValueError(
             f"the stage actors ask for {asked:g} CPUs but the Ray cluster has {ray_info['cpus']:g}: "
             "lower `concurrency` or add nodes (every actor must fit, or the run would wait forever)"
+        )
+    gpus = ray_info["gpus"]
+    asked_gpus = sum(stage_gpus(st) * max(1, cfg.concurrency.get(name, 1)) for name, st in stages.items())
+    if cfg.use_gpus != "never" and gpus > 0 and asked_gpus > gpus + 1e-9:
+        if ray_info["started"]:
+            ray.shutdown()
+        raise ValueError(
+            f"the stage actors ask for {asked_gpus:g} GPUs but the Ray cluster has {gpus:g}: "
+            "lower `concurrency` of the GPU stages, add GPU nodes or set use_gpus: never "
+            "(every actor must fit, or the run would wait forever)"
         )
     pools = {
         name: StagePool(st, cfg.concurrency.get(name, 1), use_gpus=cfg.use_gpus, max_task_retries=cfg.max_task_retries)
@@ -305,6 +319,8 @@ def stage_stats(pools: dict[str, StagePool]) -> dict[str, dict]:
             "nodes": sorted(p.stats.nodes),
             "actors": len(p.actors),
             "gpus_per_actor": p.num_gpus,
+            "devices": sorted(p.stats.devices),
+            "intervals": [[i, round(a, 3), round(b, 3)] for i, a, b in p.stats.intervals],
         }
         for name, p in pools.items()
     }
@@ -339,7 +355,7 @@ def collect(
     stages = build_stages(cfg, run_id)
     t0 = time.perf_counter()
     pools, ray_info = start_pools(cfg, stages)
-    state = RunState(cfg=cfg, root=droot, run_id=run_id, pools=pools, sources=len(srcs))
+    state = RunState(cfg=cfg, root=droot, run_id=run_id, pools=pools, sources=len(srcs), graph=clip_graph(stages))
     state.progress(f"run {run_id}: {len(srcs)} sources, ray {ray_info}, removed {stray} stray temp files")
     try:
         with heartbeat(state, cfg.progress_every_s):

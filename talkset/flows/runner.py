@@ -16,6 +16,7 @@ import queue
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ import ray
 
 from talkset import env
 from talkset.stages.base import Stage, StageError
+
+INTERVALS_KEPT = 256  # per stage, for the run summary (bounded: the driver's memory stays flat)
 
 
 @ray.remote
@@ -36,12 +39,23 @@ class StageActor:
         self.stage.setup()
         self.setup_s = time.perf_counter() - t0
 
+    def device(self) -> str:
+        """The torch device the stage resolved ("auto" -> cuda:0 or cpu), where it keeps one; else ""."""
+        dev = getattr(self.stage, "_device", None)
+        try:
+            dev = dev() if callable(dev) else dev
+        except Exception:  # noqa: BLE001 - a report, never a reason to fail the item
+            return ""
+        return str(dev or "")
+
     def process(self, item: Any) -> dict:
         """Returns ``{"ok": bool, "out" | "error", "seconds", "node_id", "pid"}``."""
         ctx = ray.get_runtime_context()
+        started = time.time()
         t0 = time.perf_counter()
         c0 = os.times()
-        info = {"node_id": ctx.get_node_id(), "pid": os.getpid(), "host": socket.gethostname()}
+        info = {"node_id": ctx.get_node_id(), "pid": os.getpid(), "host": socket.gethostname(), "started": started,
+                "device": self.device()}
         try:
             out = self.stage.run(item)
             c1 = os.times()
@@ -63,6 +77,13 @@ def cluster_has_gpus() -> bool:
     return float(ray.cluster_resources().get("GPU", 0)) > 0
 
 
+def stage_gpus(stage: Stage) -> float:
+    """GPUs one actor of ``stage`` would ask for on a GPU cluster: ``stage.gpus_wanted()`` where the
+    stage defines it (its backend decides: MediaPipe pose uses none), else ``resources.gpus``."""
+    wanted = getattr(stage, "gpus_wanted", None)
+    return float(wanted()) if callable(wanted) else float(stage.resources.gpus)
+
+
 @dataclass
 class StageStats:
     items: int = 0
@@ -71,6 +92,9 @@ class StageStats:
     cpu_seconds: float = 0.0  # CPU seconds of the actor processes (successful items)
     nodes: set = field(default_factory=set)
     pids: set = field(default_factory=set)
+    devices: set = field(default_factory=set)  # torch devices the actors used (stages that report one)
+    #: the latest items' ``(item id, start, end)`` inside the actor, epoch seconds (bounded)
+    intervals: deque = field(default_factory=lambda: deque(maxlen=INTERVALS_KEPT))
 
 
 class StagePool:
@@ -80,7 +104,7 @@ class StagePool:
         self.stage = stage
         self.name = stage.name
         res = stage.resources
-        gpus = res.gpus if (use_gpus != "never" and res.gpus > 0 and cluster_has_gpus()) else 0
+        gpus = stage_gpus(stage) if (use_gpus != "never" and cluster_has_gpus()) else 0
         self.num_gpus = gpus
         opts = dict(
             num_cpus=res.cpus,
@@ -138,6 +162,11 @@ class StagePool:
             self.stats.cpu_seconds += res.get("cpu_seconds", 0.0)
             self.stats.nodes.add(res["node_id"])
             self.stats.pids.add(res["pid"])
+            if res.get("device"):
+                self.stats.devices.add(res["device"])
+            if "started" in res:
+                item_id = getattr(item, "clip_id", None) or getattr(item, "source_id", None) or ""
+                self.stats.intervals.append((item_id, res["started"], res["started"] + res["seconds"]))
             if not res["ok"]:
                 self.stats.failures += 1
         if not res["ok"]:

@@ -12,6 +12,20 @@ median box area is >= ``min_box_frac`` of the frame, and that is not nested insi
 better-scored such track (``max_nested``: YOLO's duplicate partial boxes on a person cut by the
 frame edge). Kept tracks are renumbered 0..n-1 left to right by median box centre x.
 
+Cheap first (``filter_fps``)
+----------------------------
+Talk shows are mostly one-person close-ups, which the filter rejects; tracking every frame of them
+at 25 fps was wasted. The filter is therefore decided first on a sparse sample: YOLO + ByteTrack
+on every ``step``-th clip frame (``step`` = the largest divisor of ``camera_stride`` not above
+``clip_fps / filter_fps``: 10, i.e. 2.5 frames per second, by default), the same rules applied to
+the sampled frames (presence as a share of the sampled frames). The camera-motion pairs are the
+same frames as at the full rate (every ``camera_stride``-th), so the motion value differs only
+through the person masks. A shot the sparse pass rejects keeps its reason and costs about a tenth
+of a full-rate pass; a shot it passes is tracked again at the full rate and the filter decided
+again on that (the full-rate decision is final, so kept shots and their tracks are exactly
+today's; the sparse pass adds ~10 % to them). tests/test_people.py checks that the sparse and
+full-rate decisions agree on every shot of the shared clips.
+
 Camera motion (:class:`CameraMotionMeter`, :func:`camera_motion`)
 ------------------------------------------------------------------
 A global frame-to-frame motion measure that ignores the people where it can:
@@ -232,6 +246,13 @@ class PeopleStage(Stage):
             duplicate partial detection of the same person and is not counted.
         max_camera_motion: reject above this (frame diagonals per frame; module docstring).
         camera_stride: measure camera motion on one frame pair every this many frames.
+        filter_fps: decide the shot filter first on YOLO + ByteTrack at about this rate (frames per
+            second; the sparse step is the largest divisor of ``camera_stride`` not above
+            ``clip_fps / filter_fps``, so the camera-motion pairs are the same frames); only a shot
+            that passes is tracked at the full clip rate (module docstring, "Cheap first").
+            ``None`` or 0: decide at the full rate only.
+        batch: frames per YOLO call (one batched forward pass; ByteTrack is still updated frame by
+            frame in order, so the tracks equal those of ``batch=1``).
         device: "auto" (cuda:0 if available, else cpu), or a torch device string.
         tracker: Ultralytics tracker config (ByteTrack).
     """
@@ -252,6 +273,8 @@ class PeopleStage(Stage):
     max_nested: float = 0.7
     max_camera_motion: float = 0.0004
     camera_stride: int = 10
+    filter_fps: float | None = 2.5
+    batch: int = 8
     device: str = "auto"
     tracker: str = "bytetrack.yaml"
 
@@ -279,11 +302,26 @@ class PeopleStage(Stage):
         for tr in getattr(pred, "trackers", None) or []:
             tr.reset()
 
-    def track_shot(self, task: Clip) -> tuple[dict[int, dict[str, list]], int, CameraMotionMeter, tuple[int, int]]:
-        """Run YOLO + ByteTrack over the shot's frames.
+    def sparse_step(self, clip_fps: float) -> int:
+        """Clip frames between two frames of the sparse filter pass (1: no sparse pass).
+
+        The largest divisor of ``camera_stride`` that is <= ``clip_fps / filter_fps`` (so every
+        camera-motion frame is a sampled frame)."""
+        if not self.filter_fps or self.filter_fps <= 0:
+            return 1
+        want = max(1, math.floor(clip_fps / self.filter_fps + 1e-9))
+        return max(d for d in range(1, self.camera_stride + 1) if self.camera_stride % d == 0 and d <= want)
+
+    def track_shot(
+        self, task: Clip, step: int = 1
+    ) -> tuple[dict[int, dict[str, list]], int, CameraMotionMeter, tuple[int, int]]:
+        """Run YOLO + ByteTrack over the shot's frames, every ``step``-th clip frame.
 
         Returns ``(raw, num_frames, meter, (height, width))`` where ``raw`` maps ByteTrack's own
-        track id (from 1 in every shot) to lists ``frame_idx``, ``boxes``, ``scores``, ``kpts``.
+        track id (from 1 in every shot) to lists ``frame_idx`` (clip frames, multiples of
+        ``step``), ``boxes``, ``scores``, ``kpts``, and ``num_frames`` counts the frames tracked.
+        With ``step > 1`` frames are decoded at ``clip_fps / step``: tick ``j`` there is clip tick
+        ``j * step`` (same time, same source frame, see :func:`talkset.media.iter_frames`).
         """
         if self._model is None:
             self.setup()
@@ -308,16 +346,15 @@ class PeopleStage(Stage):
         n = 0
         hw = (0, 0)
         imgsz = self.imgsz
-        try:
-            for k, _t, img in media.iter_frames(video_path, shot.start_s, shot.end_s, fps=task.clip_fps):
-                if n == 0:
-                    hw = img.shape[:2]
-                    if not self.upscale:
-                        imgsz = min(self.imgsz, int(math.ceil(max(hw) / 32) * 32))
-                r = self._model.track(
-                    img, persist=True, tracker=self.tracker, classes=[0], conf=self.conf, imgsz=imgsz,
-                    device=self._device, verbose=False,
-                )[0]
+        batch: list[tuple[int, np.ndarray]] = []
+
+        def flush() -> None:
+            # YOLO on the whole batch; Ultralytics then updates the one ByteTrack frame by frame in order
+            results = self._model.track(
+                [b[1] for b in batch], persist=True, tracker=self.tracker, classes=[0], conf=self.conf,
+                imgsz=imgsz, device=self._device, verbose=False, batch=len(batch),
+            )
+            for (k, img), r in zip(batch, results, strict=True):
                 boxes = r.boxes
                 xyxy = boxes.xyxy.cpu().numpy() if len(boxes) else np.zeros((0, 4), np.float32)
                 meter.add(k, img, xyxy)
@@ -325,13 +362,26 @@ class PeopleStage(Stage):
                     ids = boxes.id.cpu().numpy().astype(int)
                     confs = boxes.conf.cpu().numpy()
                     kp = r.keypoints.data.cpu().numpy() if r.keypoints is not None else np.zeros((len(ids), 17, 3))
-                    for j, tid in enumerate(ids):
+                    for i, tid in enumerate(ids):
                         d = raw.setdefault(int(tid), {"frame_idx": [], "boxes": [], "scores": [], "kpts": []})
                         d["frame_idx"].append(k)
-                        d["boxes"].append(xyxy[j])
-                        d["scores"].append(confs[j])
-                        d["kpts"].append(kp[j])
+                        d["boxes"].append(xyxy[i])
+                        d["scores"].append(confs[i])
+                        d["kpts"].append(kp[i])
+            batch.clear()
+
+        try:
+            for j, _t, img in media.iter_frames(video_path, shot.start_s, shot.end_s, fps=task.clip_fps / step):
+                if n == 0:
+                    hw = img.shape[:2]
+                    if not self.upscale:
+                        imgsz = min(self.imgsz, int(math.ceil(max(hw) / 32) * 32))
+                batch.append((j * step, img))
                 n += 1
+                if len(batch) >= max(1, self.batch):
+                    flush()
+            if batch:
+                flush()
         except StageError:
             raise
         except Exception as exc:
@@ -344,7 +394,25 @@ class PeopleStage(Stage):
     # -- the stage ----------------------------------------------------------------------------
 
     def process(self, task: Clip) -> Clip:
-        raw, n, meter, (h, w) = self.track_shot(task)
+        step = self.sparse_step(task.clip_fps)
+        if step > 1:
+            # cheap first: the filter on every step-th frame; a rejected shot stops here
+            sparse = self.decide(*self.track_shot(task, step), task)
+            if not sparse.shot.kept:
+                return sparse
+        return self.decide(*self.track_shot(task), task)
+
+    def decide(
+        self,
+        raw: dict[int, dict[str, list]],
+        n: int,
+        meter: CameraMotionMeter,
+        hw: tuple[int, int],
+        task: Clip,
+    ) -> Clip:
+        """The shot filter on the output of :meth:`track_shot` (``n`` frames tracked): the counted
+        people, the camera motion, ``kept`` and ``reason``; returns the updated clip."""
+        h, w = hw
         shot = task.shot
         if n == 0:
             raise StageError(

@@ -62,6 +62,8 @@ class PoseStage(Stage):
         frame_stride: estimate every ``frame_stride``-th frame of each track (its first frame,
             then every stride-th); the frames between copy the keypoints of the nearest estimated
             frame of the same track (earlier one on ties). 1 = every frame.
+        batch_crops: ONNX / mmpose backends: person crops of consecutive frames queued and run as one
+            batch of the network (at least this many; MediaPipe runs one crop at a time).
         mediapipe_options: extra keyword arguments for
             :class:`talkset.annotators.pose_mediapipe.MediaPipeWholeBody` (e.g. ``{"hand_fallback": True}``).
     """
@@ -78,6 +80,7 @@ class PoseStage(Stage):
     device: str = "auto"
     frame_stride: int = 1
     mediapipe_options: dict[str, Any] | None = None
+    batch_crops: int = 32
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -86,6 +89,15 @@ class PoseStage(Stage):
             raise ValueError(f"frame_stride must be >= 1, got {self.frame_stride}")
         self._estimator = None
         self._version: str | None = None
+        self._pending: list = []
+
+    def gpus_wanted(self) -> float:
+        """GPUs one actor of this stage asks Ray for (where the cluster has GPUs): none for
+        MediaPipe (CPU only: a GPU held by it would sit idle) or ``device="cpu"``, else
+        ``resources.gpus``. Read by :class:`talkset.flows.runner.StagePool`."""
+        if self.backend == "mediapipe" or self.device == "cpu":
+            return 0.0
+        return self.resources.gpus
 
     def setup(self) -> None:
         """Load the backend's model once (mediapipe: only checks the import; its Holistic
@@ -150,6 +162,7 @@ class PoseStage(Stage):
         }
         done = {tid: np.zeros(len(tr), dtype=bool) for tid, tr in tracks.items()}
         plan = self._plan(task)
+        self._pending = []  # ONNX crops queued across frames, run as one batch (batch_crops)
         per_track = {}
         if self.backend == "mediapipe":
             from talkset.annotators.pose_mediapipe import MediaPipeWholeBody
@@ -175,6 +188,7 @@ class PoseStage(Stage):
                         if plan.get(k):
                             self._run_frame(img, k, plan[k], tracks, out, done, per_track, fuse_body)
                     seen_frames = last + 1
+            self._flush(tracks, out, done, fuse_body)
         except (MediaError, OSError) as exc:
             raise StageError(f"pose: cannot decode clip {task.video_path}: {exc}") from exc
         except Exception as exc:
@@ -214,7 +228,25 @@ class PoseStage(Stage):
                 out[tid]["keypoints"][row] = kp
             return
         ids = [tid for tid, _ in jobs]
-        res = self._estimator(img, np.stack([boxes[t] for t in ids]))
+        if not hasattr(self._estimator, "prepare"):  # mmpose: one call per frame
+            self._store(self._estimator(img, np.stack([boxes[t] for t in ids])), jobs, tracks, out, done, fuse_body)
+            return
+        x, mats = self._estimator.prepare(img, np.stack([boxes[t] for t in ids]))
+        self._pending.append((x, mats, list(jobs)))
+        if sum(len(p[0]) for p in self._pending) >= max(1, int(self.batch_crops)):
+            self._flush(tracks, out, done, fuse_body)
+
+    def _flush(self, tracks, out, done, fuse_body) -> None:
+        """Run the ONNX network once on the crops queued from several frames."""
+        if not self._pending:
+            return
+        x = np.concatenate([p[0] for p in self._pending])
+        mats = [m for p in self._pending for m in p[1]]
+        jobs = [j for p in self._pending for j in p[2]]
+        self._pending = []
+        self._store(self._estimator.infer(x, mats), jobs, tracks, out, done, fuse_body)
+
+    def _store(self, res, jobs, tracks, out, done, fuse_body) -> None:
         if res.shape[1] != NUM_KEYPOINTS:
             raise StageError(
                 f"pose: the {self.backend} model gives {res.shape[1]} keypoints, not the 133 of "
