@@ -46,7 +46,8 @@ def _sql(args: argparse.Namespace) -> int:
     try:
         cols, rows = query(args.root, args.query)
     except ReadOnlyError as exc:
-        print(f"talkset sql: {exc}", file=sys.stderr)
+        msg = str(exc)
+        print(msg if msg.startswith("talkset sql") else f"talkset sql: {msg}", file=sys.stderr)
         return 2
     except (duckdb.Error, OSError) as exc:  # a missing column, an unreadable shard: show it plainly
         print(f"talkset sql: {type(exc).__name__}: {exc}", file=sys.stderr)
