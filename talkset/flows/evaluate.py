@@ -10,6 +10,10 @@ SSIM and PSNR per clip (:mod:`talkset.training.metrics`); with an I3D detector (
 between the generated and real clips (:mod:`talkset.training.fvd`), else the summary says
 ``FVD skipped: ...`` and ``fvd`` is null.
 
+Device: ``device="auto"`` runs on the first CUDA GPU when one is present, else on the CPU. The
+pose images are drawn with the checkpoint's ``pose_keypoints`` (59 unless trained otherwise) and
+the audio comes from the checkpoint's audio model through the root's ``audio_features`` table.
+
 Results: one row per clip (``clip_id, source, split, ssim, psnr, fvd, frames, checkpoint, step,
 config, ablation, num_steps, eval_id, created_at``), written atomically to
 ``root/tables/eval/source=<source>/<eval_id>.parquet``, and a Prefect table artifact
@@ -55,13 +59,25 @@ def generate_clip(model, data, clip_id: str, max_frames: int | None, num_steps: 
         with torch.no_grad():
             frames = model.generate(batch, num_steps=num_steps, motion_frames=motion, generator=g)[0]
         keep = min(F, n - start)
-        out.append(frames[:keep].float().clamp(-1, 1))
+        out.append(frames[:keep].float().clamp(-1, 1).cpu())
         real.append(w["target"][:keep])
         if motion_frames > 0:
             motion = frames[-motion_frames:][None].float()
     gen = (torch.cat(out) + 1) / 2
     ref = (torch.cat(real) + 1) / 2
     return gen, ref
+
+
+def eval_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when ``torch.cuda.is_available()``, else ``cpu``; other values as
+    given (``cuda`` asked for without a GPU raises ``RuntimeError``)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} but no CUDA GPU is available here (use device='auto' or 'cpu')")
+    return device
 
 
 def _write_rows(root: Path, eval_id: str, rows: list[dict]) -> list[str]:
@@ -103,8 +119,9 @@ def run_evaluation(cfg: EvalConfig, eval_id: str | None = None) -> dict:
 
     t0 = time.perf_counter()
     rootp = Path(cfg.root).expanduser().resolve()
-    model, meta = load_model(cfg.checkpoint, use_mpe=cfg.use_mpe, use_iad=cfg.use_iad)
-    spec = spec_from_config(model.cfg)
+    device = eval_device(cfg.device)
+    model, meta = load_model(cfg.checkpoint, use_mpe=cfg.use_mpe, use_iad=cfg.use_iad, device=device)
+    spec = spec_from_config(model.cfg, pose_keypoints=int(meta.get("pose_keypoints") or 59))
     k = spec.motion_frames if cfg.motion_frames is None else int(cfg.motion_frames)
     clip_ids = clips_in(rootp, cfg.split, seed=int((meta.get("options") or {}).get("split_seed", 0)))
     if not clip_ids:
@@ -154,6 +171,7 @@ def run_evaluation(cfg: EvalConfig, eval_id: str | None = None) -> dict:
         "paths": paths,
         "seconds": round(time.perf_counter() - t0, 2),
         "torch_threads": torch.get_num_threads(),
+        "device": device,
     }
 
 
