@@ -43,7 +43,12 @@ def tiny():
 
 
 def _tiny_batch(root: Path, model, n: int = 2, frames: int = 1):
-    from talkset.training.dataset import TalkingClipDataset, collate, model_batch, spec_from_config
+    from talkset.training.dataset import (
+        TalkingClipDataset,
+        collate,
+        model_batch,
+        spec_from_config,
+    )
 
     ds = TalkingClipDataset(root, spec_from_config(model.cfg), audio_model="logmel")
     rng = np.random.default_rng(0)
@@ -284,6 +289,17 @@ def test_eight_bit_adamw_is_bitsandbytes_or_a_clear_error():
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="fp8")
     assert TrainConfig(model="paper").checkpoint_interval() == 2000 and TrainConfig().checkpoint_interval() == 25
+
+
+def test_shipped_training_yamls_load():
+    from talkset.training.config import CONFIG_DIR, TrainConfig
+
+    paper = TrainConfig.from_yaml(CONFIG_DIR / "paper.yaml", root="r")
+    assert (paper.model, paper.batch_size_of(1), paper.batch_size_of(2), paper.ref_dropout, paper.noise_offset,
+            paper.snr_gamma, paper.max_frame_stride, paper.pose_keypoints) == ("paper", 2, 1, 0.1, 0.05, 5.0, 4, 59)
+    assert paper.learning_rate() == 1e-5 and paper.checkpoint_interval() == 2000
+    tiny = TrainConfig.from_yaml(CONFIG_DIR / "tiny.yaml", root="r")
+    assert tiny.audio_model == "logmel" and tiny.stage1_frames == 1
 
 
 # -- audio features stored once ------------------------------------------------------------------

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -290,7 +290,7 @@ class AudioFeatureStore:
         feats = np.ascontiguousarray(self.extractor(media.read_audio(wav_path, rate=SAMPLE_RATE), num_frames=num_frames), dtype="<f4")
         row = {"clip_id": clip_id, "source": source, "model": self.model_key, "num_frames": int(feats.shape[0]),
                "layers": int(feats.shape[1]), "dim": int(feats.shape[2]), "features": feats.tobytes(),
-               "created_at": datetime.now(timezone.utc)}  # fmt: skip
+               "created_at": datetime.now(UTC)}  # fmt: skip
         self.droot.write_shard("audio_features", source, f"{clip_id}--{self.model_key}", [row])
         self.computed += 1
         return feats.astype(np.float32)

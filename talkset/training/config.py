@@ -13,7 +13,9 @@ image), stage 2 on windows of the model's ``num_frames`` (15 in ``paper``) with 
 stride in ``1..max_frame_stride`` (the seed's ``sample_rate: 4``), reference dropout
 ``ref_dropout`` 0.1 (``uncond_ratio``), ``noise_offset`` 0.05, min-SNR loss weighting
 ``snr_gamma`` 5 (see :mod:`talkset.training.recipe`); AdamW lr 1e-5, weight decay 1e-2, grad-norm
-clip 1.0; batch 2 per GPU in stage 1 and 1 in stage 2 (``paper_stage*.yaml`` beside this module);
+clip 1.0; batch 2 per GPU in stage 1 and 1 in stage 2. Both stages run in ONE training run here
+(one TrainConfig, stage-specific fields prefixed ``stage1_`` / ``stage2_``), so the seed's two
+stage YAMLs become one: ``configs/paper.yaml`` beside this module (and ``configs/tiny.yaml``).
 fp16 mixed precision and 8-bit AdamW in stage 2 as the seed runs them are options here
 (``precision``, ``optimizer``), fp32 / AdamW by default so a CPU run needs nothing more.
 """

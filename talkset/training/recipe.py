@@ -46,7 +46,7 @@ class Recipe:
     snr_gamma: float | None = 5.0
 
     @classmethod
-    def from_options(cls, opts) -> "Recipe":
+    def from_options(cls, opts) -> Recipe:
         return cls(float(opts.ref_dropout), float(opts.noise_offset), opts.snr_gamma)
 
 
