@@ -248,6 +248,38 @@ def test_noise_offset_shifts_input_and_target_as_the_formula(small_root, tiny):
         assert float(w[i]) == pytest.approx(min(a / (1 - a) + 1, 5) / (a / (1 - a) + 1), rel=1e-5)
 
 
+def test_reference_dropout_reaches_the_model(small_root, tiny):
+    """A dropped sample is predicted as the model's unconditional branch (``uncond=`` where
+    noise_prediction has it, else from a zeroed reference), the others as before."""
+    from talkset.training.recipe import (
+        Recipe,
+        drop_reference,
+        recipe_terms,
+        takes_uncond,
+    )
+
+    batch = _tiny_batch(small_root, tiny)
+    t = torch.tensor([400, 400])
+    with torch.no_grad():
+        terms = recipe_terms(tiny, batch, 1, Recipe(ref_dropout=0.5, noise_offset=0.0, snr_gamma=None),
+                             torch.Generator().manual_seed(16), timesteps=t)
+        g = torch.Generator().manual_seed(16)
+        dropped = torch.rand(2, generator=g) < 0.5
+        torch.randint(0, 1000, (2,), generator=g)
+        if takes_uncond(tiny):
+            pred_drop, _ = tiny.noise_prediction(batch, 1, g, timesteps=t, uncond=dropped)
+        else:
+            pred_drop, _ = tiny.noise_prediction(drop_reference(batch, 1.0)[0], 1, g, timesteps=t)
+        g = torch.Generator().manual_seed(16)
+        torch.rand(2, generator=g), torch.randint(0, 1000, (2,), generator=g)
+        pred_keep, _ = tiny.noise_prediction(batch, 1, g, timesteps=t)
+    assert terms["dropped"].tolist() == dropped.tolist() == [True, False]  # seed 16: one of each
+    assert torch.allclose(terms["pred"][0], pred_drop[0].float(), atol=1e-5)
+    assert torch.allclose(terms["pred"][1], pred_keep[1].float(), atol=1e-5)
+    assert not torch.allclose(terms["pred"][0], pred_keep[0].float(), atol=1e-3)
+    assert torch.all(terms["weights"] == 1)
+
+
 def test_recipe_loss_is_the_weighted_mse_and_bf16_autocast_runs_the_unet_in_bf16(small_root, tiny):
     from talkset.training.recipe import Recipe, recipe_loss, recipe_terms, weighted_mse
 

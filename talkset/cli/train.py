@@ -22,7 +22,8 @@ TRAIN_OPTIONS = ("model", "stage1_steps", "stage2_steps", "num_workers", "checkp
                  "batch_size", "lr", "audio_model", "seed", "stop_after", "checkpoint_minutes", "pose_keypoints",
                  "precision", "optimizer", "loader_workers", "ref_dropout", "noise_offset", "snr_gamma",
                  "max_frame_stride", "stage2_batch_size")  # fmt: skip
-EVAL_OPTIONS = ("split", "i3d_path", "num_steps", "max_frames", "motion_frames", "audio_model", "seed", "device")
+EVAL_OPTIONS = ("split", "i3d_path", "num_steps", "max_frames", "motion_frames", "audio_model", "seed", "device",
+                "guidance_scale")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -113,6 +114,7 @@ def register(sub) -> None:
     e.add_argument("--no-iad", action="store_true")
     e.add_argument("--audio-model", default=None)
     e.add_argument("--seed", type=int, default=None, help=d(E, "seed"))
+    e.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance (default: the model's)")
     e.add_argument("--device", default=None, help=f"auto | cpu | cuda[:N] {d(E, 'device')}")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_evaluate)

@@ -142,7 +142,9 @@ class EvalConfig(Config):
 
     ``checkpoint``: a checkpoint folder or a run folder (its latest checkpoint). ``split``:
     ``test`` (easy + hard), ``test_easy`` or ``test_hard``. ``i3d_path``: a TorchScript I3D for
-    FVD (skipped without one). ``num_steps``: denoising steps per window. ``max_frames``: score
+    FVD (skipped without one). ``num_steps``: denoising steps per window (None: the model
+    config's sampling default, 20 where it has none); ``guidance_scale``: classifier-free guidance
+    (None: the model config's; only with a model whose ``generate`` takes it). ``max_frames``: score
     only the first frames of each clip (None: all). ``motion_frames`` None -> the model config's.
     ``use_mpe`` / ``use_iad`` None -> as trained (a mismatch raises ``ValueError``).
     ``audio_model`` None -> the checkpoint's. ``device``: ``auto`` (CUDA when present, else
@@ -153,7 +155,8 @@ class EvalConfig(Config):
     checkpoint: str = "runs"
     split: str = "test"
     i3d_path: str | None = None
-    num_steps: int = 20
+    num_steps: int | None = None
+    guidance_scale: float | None = None
     max_frames: int | None = None
     motion_frames: int | None = None
     use_mpe: bool | None = None

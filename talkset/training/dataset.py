@@ -65,6 +65,7 @@ SCORE_THR = 0.3
 MODEL_KEYS = (
     "ref_image",
     "ref_pose",
+    "ref_pose_people",
     "target",
     "pose_people",
     "pose_joint",
@@ -257,7 +258,9 @@ class TalkingClipDataset(torch.utils.data.Dataset):
     sample). :meth:`sample` draws a random window instead.
 
     Returns dicts of tensors (no batch axis; ``torch.utils.data.default_collate`` adds it):
-    ``ref_image`` (3, H, W) [-1, 1]; ``ref_pose`` (3, H, W) [0, 1]; ``target`` (F, 3, H, W) [-1, 1];
+    ``ref_image`` (3, H, W) [-1, 1]; ``ref_pose`` (3, H, W) [0, 1]; ``ref_pose_people`` (P, 3, H, W)
+    [0, 1] (the reference pose inside each person's box: the pose adaptor's MPE input, as the seed);
+    ``target`` (F, 3, H, W) [-1, 1];
     ``pose_people`` (F, P, 3, H, W) [0, 1]; ``pose_joint`` (F, 3, H, W) [0, 1]; ``people_mask`` (P,)
     bool; ``face_masks`` (F, P, H, W) {0, 1}; ``audio`` (F, L, D) float32; ``speaking`` (F, P)
     [-1, 1] NaN unknown; plus ``clip_id`` (str), ``frame_idx`` (F,) int64, ``ref_idx`` int64.
@@ -446,6 +449,10 @@ class TalkingClipDataset(torch.utils.data.Dataset):
                 face[j, p] = box_mask(c.face_boxes[p, f], (H, W))
                 speaking[j, p] = c.speaking[p, f]
         ref_pose, _ = self.pose_frame(c, int(ref_idx))
+        ref_pose_people = np.zeros((P, H, W, 3), np.float32)
+        for p in range(used):
+            if np.isfinite(c.boxes[p, ref_idx]).all():
+                ref_pose_people[p] = (ref_pose.astype(np.float32) / 255.0) * box_mask(c.boxes[p, ref_idx], (H, W))[..., None]
         people_mask = np.zeros(P, bool)
         people_mask[:used] = True
 
@@ -455,6 +462,7 @@ class TalkingClipDataset(torch.utils.data.Dataset):
         return {
             "ref_image": img(c.frames[ref_idx]),
             "ref_pose": torch.from_numpy(ref_pose).float().div(255.0).permute(2, 0, 1).contiguous(),
+            "ref_pose_people": torch.from_numpy(ref_pose_people).movedim(-1, -3).contiguous(),
             "target": img(c.frames[idx]),
             "pose_people": torch.from_numpy(pose_people).movedim(-1, -3).contiguous(),
             "pose_joint": torch.from_numpy(pose_joint).movedim(-1, -3).contiguous(),

@@ -54,7 +54,11 @@ log = logging.getLogger("talkset.training")
 from talkset.training.config import TrainConfig
 
 
-def ablation_name(use_mpe: bool, use_iad: bool) -> str:
+def ablation_name(use_mpe: bool, use_iad: bool, variant: str | None = None) -> str:
+    """The ``eval`` table's ``ablation`` value: ``animateanyone`` for that variant (a model config
+    with ``variant: animateanyone``), else ``full`` / ``no-mpe`` / ``no-iad`` / ``no-mpe,no-iad``."""
+    if variant == "animateanyone":
+        return "animateanyone"
     parts = [p for p, on in (("no-mpe", use_mpe), ("no-iad", use_iad)) if not on]
     return ",".join(parts) or "full"
 
@@ -373,6 +377,7 @@ def run_training(opts: TrainConfig, ray_address: str | None = None, resume: bool
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from talkset.covog.config import load_config
     from talkset.flows.runner import init_ray
     from talkset.training.splits import clips_in, make_splits, splits_path
 
@@ -442,7 +447,7 @@ def run_training(opts: TrainConfig, ray_address: str | None = None, resume: bool
         "num_workers": opts.num_workers,
         "use_gpu": opts.use_gpu,
         "lr": opts.learning_rate(),
-        "ablation": ablation_name(opts.use_mpe, opts.use_iad),
+        "ablation": ablation_name(opts.use_mpe, opts.use_iad, getattr(load_config(opts.model), "variant", None)),
         "ray": ray_info,
     }
 

@@ -4,13 +4,12 @@ min-SNR weighting, mixed precision and the optimiser (MIT paper Sec. 5; the valu
 
 Per step and sample b (B samples, timestep ``t_b`` uniform in ``0..999``):
 
-- **reference dropout** (``uncond_ratio`` 0.1): with probability ``p`` the sample's reference is
-  dropped: ``ref_image`` and ``ref_pose`` become zeros (so ReferenceNet, the pose adaptor and the
-  image context see a blank reference). This teaches the model the unconditional branch that
-  classifier-free guidance needs at sampling time. The seed zeroes the CLIP image and skips
-  ReferenceNet for the whole batch; CovOG's public API has no switch to skip ReferenceNet, so it
-  runs on the blank reference, and the draw is per sample (one Bernoulli per sample from the
-  step's generator).
+- **reference dropout** (``uncond_ratio`` 0.1): with probability ``p`` the sample is trained
+  unconditionally, the branch classifier-free guidance samples with. One Bernoulli per sample from
+  the step's generator (the seed draws once per batch). When :meth:`CovOG.noise_prediction` takes
+  ``uncond=`` (the model's own definition of the unconditional branch: a zero image embedding, as
+  the seed zeroes the CLIP image) the mask goes there; with a model without it, ``ref_image`` and
+  ``ref_pose(_people)`` of the dropped samples become zeros (a blank reference) instead.
 - **noise offset** (0.05): the noise is ``eps + offset * z`` with ``z ~ N(0, 1)`` of shape
   ``(B, C, 1, 1, 1)`` (one value per sample and latent channel, constant over frames and pixels),
   which lets the model shift a frame's mean brightness. :meth:`CovOG.noise_prediction` draws
@@ -68,21 +67,35 @@ def min_snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma
 
 
 def drop_reference(batch: dict, p: float, generator: torch.Generator | None = None) -> tuple[dict, torch.Tensor]:
-    """``(batch with the dropped samples' ref_image and ref_pose zeroed, dropped (B,) bool)``;
+    """``(batch with the dropped samples' ref_image and ref_pose(_people) zeroed, dropped (B,) bool)``;
     each sample is dropped with probability ``p`` (``torch.rand`` from ``generator``). The input
     batch is not modified."""
     ref = batch["ref_image"]
     b = ref.shape[0]
     gdev = generator.device if generator is not None else torch.device("cpu")
     dropped = (torch.rand(b, generator=generator, device=gdev) < float(p)).cpu()
+    return _zero_reference(batch, dropped), dropped
+
+
+def takes_uncond(model) -> bool:
+    """Whether ``model.noise_prediction`` has the ``uncond=`` argument (reference dropout inside)."""
+    import inspect
+
+    return "uncond" in inspect.signature(model.noise_prediction).parameters
+
+
+def _zero_reference(batch: dict, dropped: torch.Tensor) -> dict:
     if not dropped.any():
-        return batch, dropped
+        return batch
+    b = dropped.shape[0]
     out = dict(batch)
-    for key in ("ref_image", "ref_pose"):
+    for key in ("ref_image", "ref_pose", "ref_pose_people"):
+        if key not in batch:
+            continue
         x = batch[key]
         keep = (~dropped).to(x.device).view(b, *([1] * (x.dim() - 1)))
         out[key] = x * keep.to(x.dtype)
-    return out, dropped
+    return out
 
 
 @contextlib.contextmanager
@@ -115,8 +128,14 @@ def recipe_terms(model, batch: dict, stage: int, recipe: Recipe, generator: torc
     b = ref.shape[0]
     gdev = generator.device if generator is not None else torch.device("cpu")
     dev = model.device
-    batch, dropped = drop_reference(batch, recipe.ref_dropout, generator) if recipe.ref_dropout > 0 else (
-        batch, torch.zeros(b, dtype=torch.bool))
+    dropped = torch.zeros(b, dtype=torch.bool)
+    kw = {}
+    if recipe.ref_dropout > 0:
+        dropped = (torch.rand(b, generator=generator, device=gdev) < float(recipe.ref_dropout)).cpu()
+        if takes_uncond(model):
+            kw["uncond"] = dropped.to(dev)
+        elif dropped.any():
+            batch = _zero_reference(batch, dropped)
     sched = model.cfg.scheduler
     t = torch.randint(0, sched.num_train_timesteps, (b,), generator=generator, device=gdev)
     if timesteps is not None:
@@ -128,12 +147,12 @@ def recipe_terms(model, batch: dict, stage: int, recipe: Recipe, generator: torc
     if recipe.noise_offset:
         offset = float(recipe.noise_offset) * torch.randn((b, channels, 1, 1, 1), generator=generator, device=gdev).to(dev)
         with _offset_noise(model.denoising_unet, ac, offset) as calls:
-            pred, want = model.noise_prediction(batch, stage, generator, timesteps=t)
+            pred, want = model.noise_prediction(batch, stage, generator, timesteps=t, **kw)
         if len(calls) != 1:
             raise RuntimeError("noise offset: the denoising UNet did not run in noise_prediction")
         want = want.float() + (offset if sched.prediction_type == "epsilon" else ac.sqrt() * offset)
     else:
-        pred, want = model.noise_prediction(batch, stage, generator, timesteps=t)
+        pred, want = model.noise_prediction(batch, stage, generator, timesteps=t, **kw)
     if recipe.snr_gamma:
         w = min_snr_weights(model.noise_scheduler.alphas_cumprod, t, recipe.snr_gamma, sched.prediction_type).to(dev)
     else:
