@@ -40,7 +40,7 @@ def _train_cmd(root: Path, run_dir: Path) -> list[str]:
         "import json, sys\n"
         "from talkset.flows.train import train\n"
         f"s = train(root={str(root)!r}, config=dict(model='tiny', stage1_steps={STAGE1}, stage2_steps={STAGE2}, "
-        f"num_workers=2, checkpoint_every={EVERY}, run_dir={str(run_dir)!r}), resume=True)\n"
+        f"num_workers=2, checkpoint_every={EVERY}, audio_model='logmel', run_dir={str(run_dir)!r}), resume=True)\n"
         "print('SUMMARY ' + json.dumps(s, default=str), flush=True)\n"
     )
     return [sys.executable, "-c", code]

@@ -130,7 +130,7 @@ def test_dataset_window_shapes_values_and_alignment(small_root):
     from talkset.training.dataset import TalkingClipDataset
 
     spec = _spec()
-    ds = TalkingClipDataset(small_root, spec)
+    ds = TalkingClipDataset(small_root, spec, audio_model="logmel")
     assert len(ds.clip_ids) == 4
     assert len(ds) == 4 * (75 // 4)  # non-overlapping windows of 4 frames over 75-frame clips
     speaking_clip = connect(small_root).execute(
@@ -188,7 +188,7 @@ def test_dataset_speaking_scores_round_trip(small_root):
     assert len(cid) == 1
     cid = cid[0][0]
     rows = dict(con.execute("SELECT frame_idx, speaking_score FROM frames WHERE clip_id = ? AND track_id = 0", [cid]).fetchall())
-    ds = TalkingClipDataset(small_root, spec, clip_ids=[cid])
+    ds = TalkingClipDataset(small_root, spec, clip_ids=[cid], audio_model="logmel")
     w = ds.window(cid, 10, 0)
     for j, f in enumerate(range(10, 14)):
         want = rows.get(f)
@@ -219,7 +219,7 @@ def test_logmel_audio_features_follow_the_audio(small_root):
     assert float(np.std(b[:36], axis=0).mean()) > 0.1
     # speech frames differ from frame to frame (not a constant)
     assert np.std(a, axis=0).mean() > 0.1
-    with pytest.raises(WeightsNotFound, match="wav2vec2 model not found at /nonexistent/w2v"):
+    with pytest.raises(WeightsNotFound, match="wav2vec2 model not found at /nonexistent/w2v.*audio_model=.logmel"):
         audio_extractor("/nonexistent/w2v", 12, 768)
 
 

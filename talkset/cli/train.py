@@ -19,8 +19,11 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
 
 
 TRAIN_OPTIONS = ("model", "stage1_steps", "stage2_steps", "num_workers", "checkpoint_every", "run_dir", "name",
-                 "batch_size", "lr", "audio_model", "seed", "stop_after")  # fmt: skip
-EVAL_OPTIONS = ("split", "i3d_path", "num_steps", "max_frames", "motion_frames", "audio_model", "seed")
+                 "batch_size", "lr", "audio_model", "seed", "stop_after", "checkpoint_minutes", "pose_keypoints",
+                 "precision", "optimizer", "loader_workers", "ref_dropout", "noise_offset", "snr_gamma",
+                 "max_frame_stride", "stage2_batch_size")  # fmt: skip
+EVAL_OPTIONS = ("split", "i3d_path", "num_steps", "max_frames", "motion_frames", "audio_model", "seed", "device",
+                "guidance_scale")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -70,7 +73,7 @@ def register(sub) -> None:
     t.add_argument("--stage2-steps", type=int, default=None, help=d(T, "stage2_steps"))
     t.add_argument("--num-workers", type=int, default=None, help=f"Ray Train workers {d(T, 'num_workers')}")
     t.add_argument("--use-gpu", action="store_true")
-    t.add_argument("--checkpoint-every", type=int, default=None, help=d(T, "checkpoint_every"))
+    t.add_argument("--checkpoint-every", type=int, default=None, help="steps (default 2000 for paper, 25 otherwise)")
     t.add_argument("--run-dir", default=None, help=f"checkpoints; a re-run resumes from the latest {d(T, 'run_dir')}")
     t.add_argument("--name", default=None, help="run name under --run-dir (default covog-<model>[-no-mpe][-no-iad])")
     t.add_argument("--no-resume", action="store_true")
@@ -80,7 +83,19 @@ def register(sub) -> None:
     t.add_argument("--batch-size", type=int, default=None, help=f"per worker {d(T, 'batch_size')}")
     t.add_argument("--lr", type=float, default=None, help="default 1e-5 for the paper model, 1e-3 otherwise")
     t.add_argument("--weights", default=None, help='JSON of pretrained paths for the paper model, e.g. {"vae": "..."}')
-    t.add_argument("--audio-model", default=None, help="wav2vec2 folder (default: log-mel stand-in)")
+    t.add_argument("--audio-model", default=None,
+                   help="wav2vec2 folder (default $TALKSET_WEIGHTS/wav2vec2-base-960h; 'logmel': the stand-in)")
+    t.add_argument("--checkpoint-minutes", type=float, default=None, help="also checkpoint every N minutes")
+    t.add_argument("--pose-keypoints", type=int, choices=(59, 133), default=None,
+                   help=f"keypoints drawn in the pose images {d(T, 'pose_keypoints')}")
+    t.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None, help=d(T, "precision"))
+    t.add_argument("--optimizer", choices=("adamw", "adamw8bit"), default=None, help=d(T, "optimizer"))
+    t.add_argument("--loader-workers", type=int, default=None, help=f"DataLoader processes per worker {d(T, 'loader_workers')}")
+    t.add_argument("--ref-dropout", type=float, default=None, help=d(T, "ref_dropout"))
+    t.add_argument("--noise-offset", type=float, default=None, help=d(T, "noise_offset"))
+    t.add_argument("--snr-gamma", type=float, default=None, help=f"min-SNR gamma, 0: plain MSE {d(T, 'snr_gamma')}")
+    t.add_argument("--max-frame-stride", type=int, default=None, help=f"stage-2 random stride {d(T, 'max_frame_stride')}")
+    t.add_argument("--stage2-batch-size", type=int, default=None, help="per worker in stage 2 (default --batch-size)")
     t.add_argument("--seed", type=int, default=None, help=d(T, "seed"))
     t.add_argument("--stop-after", type=int, default=None, help="end this run after N steps (resume later)")
     t.add_argument("--json", action="store_true")
@@ -99,5 +114,7 @@ def register(sub) -> None:
     e.add_argument("--no-iad", action="store_true")
     e.add_argument("--audio-model", default=None)
     e.add_argument("--seed", type=int, default=None, help=d(E, "seed"))
+    e.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance (default: the model's)")
+    e.add_argument("--device", default=None, help=f"auto | cpu | cuda[:N] {d(E, 'device')}")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=_evaluate)

@@ -132,7 +132,25 @@ EVAL = pa.schema(
     ]
 )
 
+# Written by CovOG training (talkset.training.audio_features.AudioFeatureStore): per-frame audio
+# features of one clip under one audio model, computed once and reused. One shard per (clip, model),
+# partitioned by source; ``features`` is the float32 (num_frames, layers, dim) array, C order,
+# little-endian bytes.
+AUDIO_FEATURES = pa.schema(
+    [
+        ("clip_id", pa.string()),
+        ("source", pa.string()),
+        ("model", pa.string()),  # e.g. wav2vec2-base-960h-12x768, logmel80-randproj-seed0-2x32
+        ("num_frames", pa.int32()),
+        ("layers", pa.int32()),
+        ("dim", pa.int32()),
+        ("features", pa.large_binary()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
 SCHEMAS = {"clips": CLIPS, "frames": FRAMES, "shots": SHOTS, "failures": FAILURES, "splits": SPLITS, "eval": EVAL}
+SCHEMAS["audio_features"] = AUDIO_FEATURES
 #: tables stored in one file each (no ``source=<id>`` partition folders); their rows carry ``source``
 UNPARTITIONED = ("splits",)
 

@@ -5,7 +5,11 @@ video frame, the hidden states of wav2vec2's 12 transformer layers (768 channels
 frame's time. :class:`Wav2Vec2Features` computes exactly that from a local wav2vec2 checkpoint
 (a Hugging Face folder given by the user; nothing is downloaded).
 
-Offline fallback (:class:`LogMelFeatures`, used when no wav2vec2 path is given): a documented
+The wav2vec2 folder is ``audio_model`` (a path); ``None`` means :data:`DEFAULT_WAV2VEC2`
+looked up in ``$TALKSET_WEIGHTS`` then ``../shared/weights``. A missing folder raises
+:class:`talkset.weights.WeightsNotFound` naming it: the stand-in below is never used silently.
+
+Stand-in (:class:`LogMelFeatures`, only with ``audio_model="logmel"``): a documented
 *stand-in shaped like wav2vec2's output*, not a learned speech representation:
 
 1. 80-band log-mel spectrogram at 100 Hz (25 ms Hann window, 10 ms hop, 16 kHz, ``torch.stft``),
@@ -15,12 +19,22 @@ Offline fallback (:class:`LogMelFeatures`, used when no wav2vec2 path is given):
 4. projected by a FIXED random matrix (seeded ``torch.Generator``, N(0, 1/in_dim)) to ``(L, D)``.
 
 Both return float32 arrays of shape ``(num_frames, L, D)``: one ``(L, D)`` block per video frame.
+
+Stored once (:class:`AudioFeatureStore`): the features of a clip under a model are computed at the
+first request and written to the root's ``audio_features`` table (one Parquet shard per clip and
+model, through :meth:`talkset.storage.root.DatasetRoot.write_shard`'s temp file + ``os.replace``);
+every later request (a dataset cache miss, another Ray worker, the next run, ``evaluate``) reads
+them back. wav2vec2-base over a 3 s clip costs about a second on one CPU thread, and the
+dataset's clip cache evicts clips (``max_cached_clips``), so recomputing at every miss would
+charge it again and again.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +44,10 @@ from talkset.weights import WeightsNotFound
 
 SAMPLE_RATE = 16000
 VIDEO_FPS = 25.0
+#: ``audio_model`` value that asks for the log-mel stand-in
+LOGMEL = "logmel"
+#: wav2vec2 folder looked up (``$TALKSET_WEIGHTS``, ``../shared/weights``) when ``audio_model`` is None
+DEFAULT_WAV2VEC2 = "wav2vec2-base-960h"
 
 
 def _frame_count(num_samples: int, rate: int, fps: float) -> int:
@@ -63,12 +81,7 @@ class Wav2Vec2Features:
 
     def __init__(self, path: str | os.PathLike, layers: int = 12, device: str = "cpu"):
         p = Path(path).expanduser()
-        if not (p.is_dir() and (p / "config.json").is_file()):
-            raise WeightsNotFound(
-                f"wav2vec2 model not found at {p}: expected a Hugging Face folder with config.json and "
-                "model weights (e.g. facebook/wav2vec2-base-960h saved with save_pretrained). Nothing is "
-                "downloaded at run time; pass audio_model=None to use the documented log-mel fallback."
-            )
+        _check_wav2vec2(p)
         from transformers import Wav2Vec2Model
 
         self.model = Wav2Vec2Model.from_pretrained(str(p), local_files_only=True).to(device).eval()
@@ -173,14 +186,111 @@ def mel_filterbank(n_mels: int, n_fft: int, rate: int, fmin: float = 0.0, fmax: 
     return fb.astype(np.float32)
 
 
+def wav2vec2_path(audio_model: str | os.PathLike | None) -> Path:
+    """The wav2vec2 folder for ``audio_model``: the path itself, or for ``None`` the first of
+    ``<dir>/wav2vec2-base-960h`` over :func:`talkset.weights.weights_dirs` that exists (else the
+    first candidate, so the error names where it was looked for)."""
+    if audio_model:
+        return Path(audio_model).expanduser()
+    from talkset.weights import weights_dirs
+
+    cands = [d / DEFAULT_WAV2VEC2 for d in weights_dirs()]
+    return next((c for c in cands if c.is_dir()), cands[0])
+
+
 def audio_extractor(audio_model: str | os.PathLike | None, layers: int = 12, dim: int = 768, seed: int = 0):
     """``audio_model`` a wav2vec2 folder -> :class:`Wav2Vec2Features` (its own 768 channels;
-    ``dim`` must match); ``None`` -> :class:`LogMelFeatures` ``(layers, dim)``."""
-    if audio_model:
-        fx = Wav2Vec2Features(audio_model, layers=layers)
-        if fx.shape != (layers, dim):
-            raise ValueError(
-                f"wav2vec2 at {audio_model} gives {fx.shape} per frame but the model config wants {(layers, dim)}"
-            )
-        return fx
-    return LogMelFeatures(layers=layers, dim=dim, seed=seed)
+    ``dim`` must match); ``None`` -> the default wav2vec2 folder (:func:`wav2vec2_path`);
+    ``"logmel"`` -> :class:`LogMelFeatures` ``(layers, dim)``. A missing wav2vec2 folder raises
+    :class:`talkset.weights.WeightsNotFound` naming it (never a silent fallback)."""
+    if str(audio_model) == LOGMEL:
+        return LogMelFeatures(layers=layers, dim=dim, seed=seed)
+    path = wav2vec2_path(audio_model)
+    fx = Wav2Vec2Features(path, layers=layers)
+    if fx.shape != (layers, dim):
+        raise ValueError(f"wav2vec2 at {path} gives {fx.shape} per frame but the model config wants {(layers, dim)}")
+    return fx
+
+
+def _check_wav2vec2(path: Path) -> None:
+    if not (path.is_dir() and (path / "config.json").is_file()):
+        raise WeightsNotFound(
+            f"wav2vec2 model not found at {path}: expected a Hugging Face folder with config.json and "
+            "model weights (e.g. facebook/wav2vec2-base-960h saved with save_pretrained). Nothing is "
+            f"downloaded at run time; pass audio_model='{LOGMEL}' to train with the log-mel stand-in instead."
+        )
+
+
+class AudioFeatureStore:
+    """Per-clip audio features of one model, computed once and kept in the root's
+    ``audio_features`` table (see the module docstring).
+
+    ``audio_model``: as :func:`audio_extractor`; a missing wav2vec2 folder raises
+    ``WeightsNotFound`` here, at construction (the model itself loads at the first miss).
+    ``model_key``: the table's ``model`` value, e.g. ``wav2vec2-base-960h-12x768`` or
+    ``logmel80-randproj-seed0-2x32``. Counters ``computed`` / ``loaded`` say what happened.
+    """
+
+    def __init__(self, root: str | os.PathLike, audio_model: str | os.PathLike | None, layers: int, dim: int, seed: int = 0):
+        from talkset.storage.root import DatasetRoot
+
+        self.droot = DatasetRoot(root)
+        self.layers, self.dim, self.seed = int(layers), int(dim), int(seed)
+        self.audio_model = audio_model
+        if str(audio_model) == LOGMEL:
+            name = f"logmel80-randproj-seed{self.seed}"
+        else:
+            path = wav2vec2_path(audio_model)
+            _check_wav2vec2(path)
+            name = f"wav2vec2-{path.resolve().name}"
+        self.model_key = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{name}-{self.layers}x{self.dim}")
+        self._fx = None
+        self.computed = 0
+        self.loaded = 0
+
+    @property
+    def extractor(self):
+        if self._fx is None:
+            self._fx = audio_extractor(self.audio_model, self.layers, self.dim, seed=self.seed)
+        return self._fx
+
+    def shard(self, clip_id: str, source: str) -> Path:
+        return self.droot.shard_path("audio_features", source, f"{clip_id}--{self.model_key}")
+
+    def read(self, clip_id: str, source: str, num_frames: int | None = None) -> np.ndarray | None:
+        """The stored ``(T, L, D)`` float32 features, or None when absent or of another length."""
+        import pyarrow.parquet as pq
+
+        p = self.shard(clip_id, source)
+        if not p.is_file():
+            return None
+        row = pq.read_table(p).to_pylist()[0]
+        if row["model"] != self.model_key or (num_frames is not None and row["num_frames"] != num_frames):
+            return None
+        arr = np.frombuffer(row["features"], dtype="<f4").reshape(row["num_frames"], row["layers"], row["dim"])
+        return arr.astype(np.float32, copy=True)
+
+    def get(self, clip_id: str, info: dict, num_frames: int) -> np.ndarray:
+        """Features ``(num_frames, L, D)`` of a clip (``info``: its ``clips`` row with ``source`` and
+        ``audio_path``): read back when stored, else computed from the clip's WAV and stored.
+        Raises ``ValueError`` naming the clip when it has no audio."""
+        from talkset import media
+
+        source = str(info.get("source") or "unknown")
+        got = self.read(clip_id, source, num_frames)
+        if got is not None:
+            self.loaded += 1
+            return got
+        apath = info.get("audio_path")
+        if not apath:
+            raise ValueError(f"clip {clip_id}: no audio_path in the clips table (CovOG needs the clip's audio)")
+        wav_path = self.droot.root / apath
+        if not wav_path.is_file():
+            raise ValueError(f"clip {clip_id}: audio {wav_path} is missing (re-run collect)")
+        feats = np.ascontiguousarray(self.extractor(media.read_audio(wav_path, rate=SAMPLE_RATE), num_frames=num_frames), dtype="<f4")
+        row = {"clip_id": clip_id, "source": source, "model": self.model_key, "num_frames": int(feats.shape[0]),
+               "layers": int(feats.shape[1]), "dim": int(feats.shape[2]), "features": feats.tobytes(),
+               "created_at": datetime.now(UTC)}  # fmt: skip
+        self.droot.write_shard("audio_features", source, f"{clip_id}--{self.model_key}", [row])
+        self.computed += 1
+        return feats.astype(np.float32)

@@ -18,7 +18,12 @@ an empty face mask and NaN speaking score there.
 Pose images (``[0, 1]``, RGB): every person's skeleton drawn with
 :func:`talkset.wholebody.pose_image` (DWPose / AnimateAnyone style) from the 133 COCO-WholeBody
 keypoints when the pose stage filled them, else from ``keypoints_59``, else from the 17 COCO body
-keypoints of the people stage. ``pose_joint`` is the image of all people; ``pose_people[p]`` is
+keypoints of the people stage. By default (``SampleSpec.pose_keypoints = 59``) only the 59-keypoint
+subset is drawn (:data:`talkset.wholebody.SUBSET_59`: nose and both ears, body, two toes, both
+hands), as the MIT paper (Sec. 4) conditions CovOG: no face landmarks, so the lips and expressions
+must come from the audio through the IAD; with the 68 face points in the pose image the mouth
+shape is given away and the "w/o IAD" ablation measures nothing. ``pose_keypoints = 133`` draws
+everything (face points included) for other uses. ``pose_joint`` is the image of all people; ``pose_people[p]`` is
 that image masked by person p's instance box (the MPE input of Eq. 1).
 
 Face masks ``{0, 1}``: person p's face box, from the ``face_box`` column (face detector) when set,
@@ -27,8 +32,16 @@ centred on their mean, side 1.8 x their larger spread and at least 0.2 x the per
 No box (no head keypoint visible) gives an empty mask.
 
 Audio: per video frame ``(L, D)`` features from :mod:`talkset.training.audio_features` (wav2vec2 hidden
-states from a user path, or the documented log-mel stand-in), computed once per clip from the
-clip's 16 kHz WAV. Speaking scores: ``speaking_score`` per person per frame in [-1, 1], NaN unknown.
+states from a user path, or the log-mel stand-in when ``audio_model="logmel"`` is asked for),
+computed once per clip and model from the clip's 16 kHz WAV and stored in the root's
+``audio_features`` table (:class:`talkset.training.audio_features.AudioFeatureStore`); a later
+cache miss, another worker or another run reads them back instead of recomputing.
+
+Windows: :meth:`TalkingClipDataset.sample` draws ``num_frames`` frames (stage 1: 1, a single
+frame as the seed's stage-1 image dataset; stage 2: the model's window) with the seed's random
+frame stride (``baseline_train/src/dataset/stage_two.py``): a stride ``s`` uniform in
+``1..max_stride``, a span of ``min(n, (F - 1) s + 1)`` frames at a uniform start, and ``F`` indices
+spread evenly over the span (``np.linspace``, truncated to int). Speaking scores: ``speaking_score`` per person per frame in [-1, 1], NaN unknown.
 """
 
 from __future__ import annotations
@@ -52,6 +65,7 @@ SCORE_THR = 0.3
 MODEL_KEYS = (
     "ref_image",
     "ref_pose",
+    "ref_pose_people",
     "target",
     "pose_people",
     "pose_joint",
@@ -65,7 +79,9 @@ MODEL_KEYS = (
 @dataclass
 class SampleSpec:
     """What one sample looks like. ``height``/``width`` px, ``num_frames`` F per window,
-    ``max_people`` P slots, ``audio_layers`` x ``audio_dim`` (L, D) audio per frame."""
+    ``max_people`` P slots, ``audio_layers`` x ``audio_dim`` (L, D) audio per frame,
+    ``pose_keypoints`` 59 (the paper's subset, no face points; default) or 133 (all, face
+    included) keypoints drawn in the pose images."""
 
     height: int = 64
     width: int = 96
@@ -74,6 +90,7 @@ class SampleSpec:
     audio_layers: int = 12
     audio_dim: int = 768
     motion_frames: int = 0
+    pose_keypoints: int = 59
 
 
 def _get(obj: Any, *names: str, default=None):
@@ -94,9 +111,10 @@ def _get(obj: Any, *names: str, default=None):
     return default
 
 
-def spec_from_config(cfg: Any) -> SampleSpec:
+def spec_from_config(cfg: Any, pose_keypoints: int = 59) -> SampleSpec:
     """A :class:`SampleSpec` from a CovOG config (``talkset.covog.config.CovOGConfig``)."""
     return SampleSpec(
+        pose_keypoints=int(pose_keypoints),
         height=int(_get(cfg, "image.height", "height", "data.height", default=64)),
         width=int(_get(cfg, "image.width", "width", "data.width", default=96)),
         num_frames=int(_get(cfg, "num_frames", "frames", "data.num_frames", "video.num_frames", default=4)),
@@ -177,11 +195,15 @@ def box_mask(box: np.ndarray | None, hw: tuple[int, int]) -> np.ndarray:
     return m
 
 
-def render_pose(keypoints_list: list[np.ndarray], hw: tuple[int, int]) -> np.ndarray:
+def render_pose(keypoints_list: list[np.ndarray], hw: tuple[int, int], keypoints: int = 59) -> np.ndarray:
     """RGB uint8 ``(H, W, 3)`` pose image of several people (:func:`talkset.wholebody.pose_image`).
-    Each entry: (133, 3), (59, 3) or (17, 3) COCO body keypoints (zero-padded to 133)."""
-    from talkset.wholebody import NUM_KEYPOINTS, pose_image
+    Each entry: (133, 3), (59, 3) or (17, 3) COCO body keypoints (zero-padded to 133).
+    ``keypoints=59`` draws only :data:`talkset.wholebody.SUBSET_59` (no face points, no eyes);
+    ``133`` draws every point given, the 68 face points included. Raises ``ValueError`` otherwise."""
+    from talkset.wholebody import NUM_KEYPOINTS, as_wholebody, pose_image, to_subset_59
 
+    if keypoints not in (59, 133):
+        raise ValueError(f"pose keypoints must be 59 (the paper's subset) or 133 (all), got {keypoints}")
     kps = []
     for kp in keypoints_list:
         kp = np.asarray(kp, dtype=np.float32)
@@ -189,8 +211,10 @@ def render_pose(keypoints_list: list[np.ndarray], hw: tuple[int, int]) -> np.nda
             full = np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
             full[:17] = kp[:, :3]
             kp = full
+        if keypoints == 59:
+            kp = to_subset_59(as_wholebody(kp))
         kps.append(kp)
-    img = pose_image(kps, hw[0], hw[1], score_thr=SCORE_THR)
+    img = pose_image(kps, hw[0], hw[1], score_thr=SCORE_THR, draw_face=keypoints == 133)
     return np.ascontiguousarray(img[..., ::-1])  # BGR -> RGB
 
 
@@ -224,14 +248,19 @@ class ClipData:
 class TalkingClipDataset(torch.utils.data.Dataset):
     """Windows of ``spec.num_frames`` frames of the clips of a dataset root.
 
-    ``clip_ids``: the clips to use (e.g. :func:`talkset.training.splits.clips_in`); None -> every
+    ``audio_model``: a wav2vec2 folder, ``"logmel"`` for the stand-in, None for the default
+    wav2vec2 folder (:func:`talkset.training.audio_features.audio_extractor`; a missing one raises
+    ``WeightsNotFound`` naming it). ``clip_ids``: the clips to use (e.g.
+    :func:`talkset.training.splits.clips_in`); None -> every
     committed clip. Item ``i`` is window ``i`` of the list of non-overlapping windows (stride
     ``window_stride``, default ``num_frames``) over those clips; its reference frame is drawn
     from the same clip by a generator seeded with ``(seed, i)`` (so an index always gives the same
     sample). :meth:`sample` draws a random window instead.
 
     Returns dicts of tensors (no batch axis; ``torch.utils.data.default_collate`` adds it):
-    ``ref_image`` (3, H, W) [-1, 1]; ``ref_pose`` (3, H, W) [0, 1]; ``target`` (F, 3, H, W) [-1, 1];
+    ``ref_image`` (3, H, W) [-1, 1]; ``ref_pose`` (3, H, W) [0, 1]; ``ref_pose_people`` (P, 3, H, W)
+    [0, 1] (the reference pose inside each person's box: the pose adaptor's MPE input, as the seed);
+    ``target`` (F, 3, H, W) [-1, 1];
     ``pose_people`` (F, P, 3, H, W) [0, 1]; ``pose_joint`` (F, 3, H, W) [0, 1]; ``people_mask`` (P,)
     bool; ``face_masks`` (F, P, H, W) {0, 1}; ``audio`` (F, L, D) float32; ``speaking`` (F, P)
     [-1, 1] NaN unknown; plus ``clip_id`` (str), ``frame_idx`` (F,) int64, ``ref_idx`` int64.
@@ -271,9 +300,9 @@ class TalkingClipDataset(torch.utils.data.Dataset):
             self.clip_ids = sorted(self.clips)
         if not self.clip_ids:
             raise ValueError(f"{self.root}: no clips to train on (empty clips table or split)")
-        from talkset.training.audio_features import audio_extractor
+        from talkset.training.audio_features import AudioFeatureStore
 
-        self.audio = audio_extractor(audio_model, spec.audio_layers, spec.audio_dim, seed=seed)
+        self.audio = AudioFeatureStore(self.root, audio_model, spec.audio_layers, spec.audio_dim, seed=seed)
         self._cache: OrderedDict[str, ClipData] = OrderedDict()
         stride = window_stride or spec.num_frames
         self.windows: list[tuple[str, int]] = []
@@ -359,11 +388,7 @@ class TalkingClipDataset(torch.utils.data.Dataset):
             if s is not None:
                 speaking[p, f] = float(s)
 
-        apath = info["audio_path"]
-        if not apath:
-            raise ValueError(f"clip {clip_id}: no audio_path in the clips table (CovOG needs the clip's audio)")
-        wav = media.read_audio(self.root / apath, rate=16000)
-        audio = self.audio(wav, num_frames=T)
+        audio = self.audio.get(clip_id, info, num_frames=T)
         return ClipData(clip_id, info["source"], frames, boxes, face_boxes, kpts, speaking, audio, track_ids)
 
     # -- samples ----------------------------------------------------------------------------
@@ -376,12 +401,17 @@ class TalkingClipDataset(torch.utils.data.Dataset):
         n = self.clip(clip_id).num_frames
         return self.window(clip_id, start, int(g.integers(0, n)))
 
-    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
-        """A random window of a random clip and a random reference frame of that clip."""
+    def sample(self, rng: np.random.Generator, num_frames: int | None = None, max_stride: int = 1) -> dict[str, Any]:
+        """A random window of a random clip and a random reference frame of that clip.
+
+        ``num_frames`` F (None: ``spec.num_frames``; 1: a single frame, as stage 1 trains);
+        ``max_stride``: the seed's random frame stride (see the module docstring; 1: consecutive
+        frames). All draws come from ``rng``."""
+        F = int(num_frames or self.spec.num_frames)
         clip_id = self.clip_ids[int(rng.integers(0, len(self.clip_ids)))]
         n = self.clip(clip_id).num_frames
-        start = int(rng.integers(0, max(1, n - self.spec.num_frames + 1)))
-        return self.window(clip_id, start, int(rng.integers(0, n)))
+        idx = strided_indices(n, F, max_stride, rng)
+        return self.window_at(clip_id, idx, int(rng.integers(0, n)))
 
     def pose_frame(self, c: ClipData, f: int) -> tuple[np.ndarray, list[np.ndarray]]:
         """Joint pose image (H, W, 3) uint8 and the present people's keypoints at frame ``f``."""
@@ -390,15 +420,20 @@ class TalkingClipDataset(torch.utils.data.Dataset):
         for p in range(len(c.track_ids)):
             if c.kpts[p] is not None and np.isfinite(c.kpts[p][f][:, 2]).any():
                 kps.append(c.kpts[p][f])
-        return render_pose(kps, hw), kps
+        return render_pose(kps, hw, self.spec.pose_keypoints), kps
 
     def window(self, clip_id: str, start: int, ref_idx: int) -> dict[str, Any]:
         """Frames ``start .. start+F-1`` of ``clip_id`` (indices past the end repeat the last frame)
         with reference frame ``ref_idx``; see the class docstring for the keys."""
+        return self.window_at(clip_id, np.arange(start, start + self.spec.num_frames), ref_idx)
+
+    def window_at(self, clip_id: str, frame_idx, ref_idx: int) -> dict[str, Any]:
+        """The frames ``frame_idx`` (any F >= 1 indices, clipped into the clip) of ``clip_id`` with
+        reference frame ``ref_idx``; see the class docstring for the keys."""
         c = self.clip(clip_id)
         spec = self.spec
-        H, W, F, P = spec.height, spec.width, spec.num_frames, spec.max_people
-        idx = np.clip(np.arange(start, start + F), 0, c.num_frames - 1)
+        idx = np.clip(np.asarray(frame_idx, dtype=np.int64).reshape(-1), 0, c.num_frames - 1)
+        H, W, F, P = spec.height, spec.width, len(idx), spec.max_people
         used = len(c.track_ids)
         pose_joint = np.zeros((F, H, W, 3), np.float32)
         pose_people = np.zeros((F, P, H, W, 3), np.float32)
@@ -414,6 +449,10 @@ class TalkingClipDataset(torch.utils.data.Dataset):
                 face[j, p] = box_mask(c.face_boxes[p, f], (H, W))
                 speaking[j, p] = c.speaking[p, f]
         ref_pose, _ = self.pose_frame(c, int(ref_idx))
+        ref_pose_people = np.zeros((P, H, W, 3), np.float32)
+        for p in range(used):
+            if np.isfinite(c.boxes[p, ref_idx]).all():
+                ref_pose_people[p] = (ref_pose.astype(np.float32) / 255.0) * box_mask(c.boxes[p, ref_idx], (H, W))[..., None]
         people_mask = np.zeros(P, bool)
         people_mask[:used] = True
 
@@ -423,6 +462,7 @@ class TalkingClipDataset(torch.utils.data.Dataset):
         return {
             "ref_image": img(c.frames[ref_idx]),
             "ref_pose": torch.from_numpy(ref_pose).float().div(255.0).permute(2, 0, 1).contiguous(),
+            "ref_pose_people": torch.from_numpy(ref_pose_people).movedim(-1, -3).contiguous(),
             "target": img(c.frames[idx]),
             "pose_people": torch.from_numpy(pose_people).movedim(-1, -3).contiguous(),
             "pose_joint": torch.from_numpy(pose_joint).movedim(-1, -3).contiguous(),
@@ -434,6 +474,20 @@ class TalkingClipDataset(torch.utils.data.Dataset):
             "frame_idx": torch.from_numpy(idx.astype(np.int64)),
             "ref_idx": int(ref_idx),
         }
+
+
+def strided_indices(n: int, num_frames: int, max_stride: int, rng: np.random.Generator) -> np.ndarray:
+    """``num_frames`` frame indices of an ``n``-frame clip with the seed's random stride
+    (``baseline_train/src/dataset/stage_two.py``): stride ``s ~ U{1..max_stride}``, span
+    ``min(n, (F - 1) s + 1)``, start ``~ U{0..n - span}``, indices ``linspace(start, start + span - 1,
+    F)`` as int. ``max_stride=1`` gives consecutive frames. Returns int64 ``(F,)``."""
+    F = int(num_frames)
+    if F < 1 or n < 1 or max_stride < 1:
+        raise ValueError(f"need num_frames >= 1, a non-empty clip and max_stride >= 1 (got {F}, {n}, {max_stride})")
+    s = int(rng.integers(1, int(max_stride) + 1))
+    span = min(n, (F - 1) * s + 1)
+    start = int(rng.integers(0, n - span + 1))
+    return np.linspace(start, start + span - 1, F).astype(np.int64)
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:

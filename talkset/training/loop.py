@@ -13,7 +13,18 @@ Distributed: ``ray.train.torch.prepare_model`` wraps a small module whose ``forw
 (generator seeded by ``(seed, rank, step)``, so a resumed run sees the same data it would have).
 The logged loss of a step is the mean over workers (``all_reduce``).
 
-Checkpoints (every ``checkpoint_every`` steps, at the stage switch and at the end): rank 0
+Recipe (:mod:`talkset.training.recipe`): stage 1 draws single frames, stage 2 windows with the
+seed's random frame stride; the loss is the model's diffusion MSE with reference dropout, noise
+offset and min-SNR weights, under autocast when ``precision`` is bf16 / fp16.
+
+Data: with ``loader_workers`` > 0 a ``torch.utils.data.DataLoader`` over :class:`StepBatches`
+builds the batches in that many worker processes (step ``s`` in worker ``s mod k``; the loader
+returns them in step order), each worker with its own clip cache; the samples of a step are the
+same as in-process, since they come from ``default_rng([seed, rank, step])`` either way.
+
+Checkpoints (every ``checkpoint_every`` steps, and when ``checkpoint_minutes`` have passed since
+the last one on rank 0's clock, shared with the other ranks through the loss ``all_reduce``;
+at the stage switch and at the end): rank 0
 writes ``model.pt`` (CovOG ``state_dict``), ``optimizer.pt`` and ``meta.json`` (step, stage,
 loss history, config name, ablation flags) to a temporary folder and reports it with
 ``ray.train.report(metrics, checkpoint=Checkpoint.from_directory(...))``. Metrics: every step's
@@ -43,7 +54,11 @@ log = logging.getLogger("talkset.training")
 from talkset.training.config import TrainConfig
 
 
-def ablation_name(use_mpe: bool, use_iad: bool) -> str:
+def ablation_name(use_mpe: bool, use_iad: bool, variant: str | None = None) -> str:
+    """The ``eval`` table's ``ablation`` value: ``animateanyone`` for that variant (a model config
+    with ``variant: animateanyone``), else ``full`` / ``no-mpe`` / ``no-iad`` / ``no-mpe,no-iad``."""
+    if variant == "animateanyone":
+        return "animateanyone"
     parts = [p for p, on in (("no-mpe", use_mpe), ("no-iad", use_iad)) if not on]
     return ",".join(parts) or "full"
 
@@ -112,9 +127,10 @@ def _set_stage(model, stage: int):
     return params
 
 
-def _loss_module(core):
-    """A module whose ``forward`` is ``CovOG.training_loss``, so DDP wraps the whole loss
-    computation (defined here: torch is imported in the worker, not at module import)."""
+def _loss_module(core, opts: TrainConfig):
+    """A module whose ``forward`` is the recipe's loss (:func:`talkset.training.recipe.recipe_loss`
+    over ``CovOG.noise_prediction``), so DDP wraps the whole loss computation (defined here: torch
+    is imported in the worker, not at module import)."""
     import torch
 
     class Loss(torch.nn.Module):
@@ -123,9 +139,13 @@ def _loss_module(core):
             self.m = m
 
         def forward(self, batch: dict, stage: int, generator=None):
-            return self.m.training_loss(batch, stage=stage, generator=generator)
+            return recipe_loss(self.m, batch, stage, self.recipe, generator, self.precision)
 
-    return Loss(core)
+    from talkset.training.recipe import Recipe, recipe_loss
+
+    mod = Loss(core)
+    mod.recipe, mod.precision = Recipe.from_options(opts), opts.precision
+    return mod
 
 
 def _restore(core, ckpt) -> tuple[int, list, dict | None, int | None]:
@@ -145,16 +165,69 @@ def _restore(core, ckpt) -> tuple[int, list, dict | None, int | None]:
         return int(meta["step"]), list(meta.get("history", [])), opt_state, opt_stage
 
 
-def _mean_over_workers(loss, world: int) -> float:
-    """The step's loss averaged over the Ray Train workers (``all_reduce``); raises
-    ``FloatingPointError`` for a non-finite loss."""
-    lv = loss.detach().float().reshape(1).cpu()
+def _mean_over_workers(loss, world: int, flag: bool = False) -> tuple[float, bool]:
+    """``(the step's loss averaged over the Ray Train workers, whether any worker raised flag)``
+    through one ``all_reduce``."""
+    import torch
+
+    lv = torch.stack([loss.detach().float().reshape(()).cpu(), torch.tensor(float(flag))])
     if world > 1:
         import torch.distributed as dist
 
         dist.all_reduce(lv)
-        lv /= world
-    return float(lv)
+    return float(lv[0]) / world, bool(lv[1] > 0)
+
+
+class StepBatches:
+    """The batches of training steps ``start .. stop-1`` of one rank and stage, as an iterable
+    (a ``torch.utils.data.IterableDataset`` when wrapped by :func:`step_loader`): yields
+    ``(step, model batch)``; step ``s`` draws its samples from ``default_rng([seed, rank, s])``.
+    Under DataLoader workers, worker ``w`` of ``k`` makes steps ``start + w, start + w + k, ...``."""
+
+    def __init__(self, data, opts: TrainConfig, rank: int, stage: int, start: int, stop: int, num_frames: int):
+        self.data, self.rank, self.stage, self.start, self.stop = data, rank, stage, start, stop
+        self.seed, self.batch_size, self.num_frames = opts.seed, opts.batch_size_of(stage), num_frames
+        self.max_stride = 1 if stage == 1 else int(opts.max_frame_stride)
+
+    def batch(self, step: int) -> dict:
+        import numpy as np
+
+        from talkset.training.dataset import collate, model_batch
+
+        rng = np.random.default_rng([self.seed, self.rank, step])
+        return model_batch(collate([self.data.sample(rng, self.num_frames, self.max_stride) for _ in range(self.batch_size)]))
+
+    def __iter__(self):
+        import torch
+
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        for step in range(self.start + wid, self.stop, nw):
+            yield step, self.batch(step)
+
+
+def step_loader(batches: StepBatches, workers: int):
+    """``batches`` itself (``workers`` 0) or a DataLoader over it with ``workers`` processes."""
+    import torch
+
+    if workers <= 0:
+        return batches
+
+    class _Iterable(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(batches)
+
+    return torch.utils.data.DataLoader(_Iterable(), batch_size=None, num_workers=int(workers), prefetch_factor=2)
+
+
+def frames_of(opts: TrainConfig, cfg, stage: int) -> int:
+    """Frames per sample in ``stage``: ``stage1_frames`` / ``stage2_frames`` (None: the model's
+    ``num_frames``)."""
+    from talkset.training.dataset import spec_from_config
+
+    if stage == 1:
+        return int(opts.stage1_frames)
+    return int(opts.stage2_frames or spec_from_config(cfg).num_frames)
 
 
 def _setup_worker(opts: TrainConfig):
@@ -177,7 +250,8 @@ def _setup_worker(opts: TrainConfig):
     train_ids = clips_in(opts.root, "train", make=False)
     if not train_ids:
         raise ValueError(f"{opts.root}: the split has no training clips")
-    data = TalkingClipDataset(opts.root, spec_from_config(core.cfg), train_ids, audio_model=opts.audio_model, seed=opts.seed)
+    spec = spec_from_config(core.cfg, pose_keypoints=opts.pose_keypoints)
+    data = TalkingClipDataset(opts.root, spec, train_ids, audio_model=opts.audio_model, seed=opts.seed)
     return core, data, ray.train.torch.get_device(), ctx.get_world_rank(), ctx.get_world_size()
 
 
@@ -194,7 +268,7 @@ def train_loop_per_worker(config: dict) -> dict:
     import torch
     from ray.train import Checkpoint
 
-    from talkset.training.dataset import collate, model_batch
+    from talkset.training.recipe import grad_scaler, make_optimizer
 
     opts = TrainConfig(**config["options"])
     core, data, device, rank, world = _setup_worker(opts)
@@ -202,16 +276,18 @@ def train_loop_per_worker(config: dict) -> dict:
     resumed_from = step
     core.to(device)
     stop_at = opts.total_steps if opts.stop_after is None else min(opts.total_steps, resumed_from + int(opts.stop_after))
-    cur_stage, ddp, optim = None, None, None
+    every = opts.checkpoint_interval()
+    cur_stage, ddp, optim, scaler, batches = None, None, None, None, None
     t_start = time.perf_counter()
     t_compute = t_report = 0.0
     last_report = step
+    last_ckpt_time = time.monotonic()
 
     def checkpoint_now(stage: int, metrics: dict) -> None:
         meta = {
             "step": step, "stage": stage, "history": history, "config": opts.model, "use_mpe": opts.use_mpe,
             "use_iad": opts.use_iad, "audio_model": opts.audio_model, "seed": opts.seed,
-            "options": opts.to_dict(), "world_size": world, "time": time.time(),
+            "pose_keypoints": opts.pose_keypoints, "options": opts.to_dict(), "world_size": world, "time": time.time(),
         }  # fmt: skip
         if rank == 0:
             with tempfile.TemporaryDirectory(prefix="covog-ckpt-") as tmp:
@@ -225,35 +301,51 @@ def train_loop_per_worker(config: dict) -> dict:
         if stage != cur_stage:  # a new optimiser over the stage's parameters (stage 2: fresh AdamW)
             params = _set_stage(core, stage)
             kwargs = {"find_unused_parameters": True} if world > 1 else {}
-            ddp = ray.train.torch.prepare_model(_loss_module(core), move_to_device=True, parallel_strategy_kwargs=kwargs)
-            optim = torch.optim.AdamW(params, lr=opts.learning_rate(), weight_decay=opts.weight_decay)
+            ddp = ray.train.torch.prepare_model(_loss_module(core, opts), move_to_device=True, parallel_strategy_kwargs=kwargs)
+            optim = make_optimizer(params, opts.optimizer, opts.learning_rate(), opts.weight_decay)
+            scaler = grad_scaler(device, opts.precision)
             if opt_state is not None and opt_stage == stage:
                 optim.load_state_dict(opt_state)
             opt_state, cur_stage = None, stage
+            stage_end = min(stop_at, opts.stage1_steps) if stage == 1 else stop_at
+            batches = iter(step_loader(StepBatches(data, opts, rank, stage, step, stage_end, frames_of(opts, core.cfg, stage)),
+                                       opts.loader_workers))  # fmt: skip
         t_step = time.perf_counter()
-        rng = np.random.default_rng([opts.seed, rank, step])
-        batch = collate([data.sample(rng) for _ in range(opts.batch_size)])
-        batch = {k: v.to(device) for k, v in model_batch(batch).items()}
-        gen = torch.Generator(device=device).manual_seed(int(rng.integers(0, 2**62)))
+        got_step, batch = next(batches)
+        if got_step != step:
+            raise RuntimeError(f"data loader out of order: batch of step {got_step} at step {step}")
+        batch = {k: v.to(device) for k, v in batch.items()}
+        gen = torch.Generator(device=device).manual_seed(int(np.random.default_rng([opts.seed, rank, step, 1]).integers(0, 2**62)))
         loss = ddp(batch, stage, gen)
         optim.zero_grad(set_to_none=True)
-        loss.backward()
+        trainable = [p for p in core.parameters() if p.requires_grad]
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optim)
+        else:
+            loss.backward()
         if opts.grad_clip:
-            torch.nn.utils.clip_grad_norm_([p for p in core.parameters() if p.requires_grad], opts.grad_clip)
-        optim.step()
+            torch.nn.utils.clip_grad_norm_(trainable, opts.grad_clip)
+        if scaler is not None:
+            scaler.step(optim)
+            scaler.update()
+        else:
+            optim.step()
         step += 1
-        loss_value = _mean_over_workers(loss, world)
+        due = bool(opts.checkpoint_minutes) and rank == 0 and time.monotonic() - last_ckpt_time >= 60.0 * float(opts.checkpoint_minutes)
+        loss_value, due = _mean_over_workers(loss, world, due)
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss is {loss_value} at step {step} (stage {stage})")
         t_compute += time.perf_counter() - t_step
         history.append([step, stage, round(loss_value, 6)])
         t_rep = time.perf_counter()
-        is_ckpt = step % opts.checkpoint_every == 0 or step == opts.stage1_steps or step == stop_at
+        is_ckpt = due or step % every == 0 or step == opts.stage1_steps or step == stop_at
         if is_ckpt or step - last_report >= opts.report_every:
             # every step's loss is reported: the steps since the last report ride along in "losses"
             metrics = {"step": step, "stage": stage, "loss": loss_value, "losses": history[-(step - last_report):]}
             if is_ckpt:
                 checkpoint_now(stage, metrics)
+                last_ckpt_time = time.monotonic()
             else:
                 ray.train.report(metrics)
             last_report = step
@@ -285,6 +377,7 @@ def run_training(opts: TrainConfig, ray_address: str | None = None, resume: bool
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from talkset.covog.config import load_config
     from talkset.flows.runner import init_ray
     from talkset.training.splits import clips_in, make_splits, splits_path
 
@@ -294,6 +387,11 @@ def run_training(opts: TrainConfig, ray_address: str | None = None, resume: bool
         make_splits(root, seed=opts.split_seed)
     if not clips_in(root, "train", make=False):
         raise ValueError(f"{root}: no training clips in the split (collect more sources)")
+    if opts.optimizer == "adamw8bit":
+        from talkset.training.recipe import make_optimizer
+
+        make_optimizer([__import__("torch").zeros(1, requires_grad=True)], "adamw8bit", 1e-5, 0.0)  # ImportError now
+    precompute_audio(root, clips_in(root, "train", make=False), opts)
     run_dir = Path(opts.run_dir).expanduser().resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     opts.run_dir = str(run_dir)
@@ -349,9 +447,29 @@ def run_training(opts: TrainConfig, ray_address: str | None = None, resume: bool
         "num_workers": opts.num_workers,
         "use_gpu": opts.use_gpu,
         "lr": opts.learning_rate(),
-        "ablation": ablation_name(opts.use_mpe, opts.use_iad),
+        "ablation": ablation_name(opts.use_mpe, opts.use_iad, getattr(load_config(opts.model), "variant", None)),
         "ray": ray_info,
     }
+
+
+def precompute_audio(root: str | os.PathLike, clip_ids: list[str], opts: TrainConfig) -> dict:
+    """Compute (once) and store the audio features of ``clip_ids`` under the run's audio model,
+    on the driver before the workers start, so no worker computes them
+    (:class:`talkset.training.audio_features.AudioFeatureStore`). A missing wav2vec2 folder raises
+    ``WeightsNotFound`` here. Returns ``{"model", "computed", "loaded"}``."""
+    from talkset.covog.config import load_config
+    from talkset.storage.catalog import connect
+    from talkset.training.audio_features import AudioFeatureStore
+    from talkset.training.dataset import spec_from_config
+
+    spec = spec_from_config(load_config(opts.model))
+    store = AudioFeatureStore(root, opts.audio_model, spec.audio_layers, spec.audio_dim, seed=opts.seed)
+    rows = connect(root).execute("SELECT clip_id, source, audio_path, num_frames FROM clips").fetchall()
+    info = {r[0]: {"source": r[1], "audio_path": r[2], "num_frames": r[3]} for r in rows}
+    for cid in clip_ids:
+        if cid in info and info[cid]["num_frames"]:
+            store.get(cid, info[cid], int(info[cid]["num_frames"]))
+    return {"model": store.model_key, "computed": store.computed, "loaded": store.loaded}
 
 
 def _mean_tail(xs: list[float], k: int) -> float | None:
