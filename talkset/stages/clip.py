@@ -9,7 +9,11 @@ lands on keyframes. Here every clip frame is chosen explicitly and re-encoded:
   raw (yuv420p, no colour conversion for yuv420p sources) into ffmpeg and encoded H.264 yuv420p,
   constant 25 fps, ``-crf 18 -preset veryfast``. So clip frame ``k`` is exactly the frame the
   people stage tracked at index ``k``: the two cannot drift apart. Odd frame sizes lose their last
-  column/row (cropped, not scaled, so pixel coordinates stay valid).
+  column/row (cropped, not scaled, so pixel coordinates stay valid). A source with rotation
+  metadata (phones) is cut as it displays: a 480x360 source marked ``rotate=90`` gives a 360x480
+  clip, equal to ffmpeg's autorotated frames (frames are piped as bgr24 then, since a planar
+  yuv420p frame cannot be turned). A few corrupt packets in the shot are skipped and the previous
+  frame is held (see :mod:`talkset.media`); the clip keeps its exact frame count.
 - Audio: ffmpeg decodes the source's first audio stream, resamples to 16 kHz, downmixes to mono
   and trims ``[start_s, end_s)`` on the source's own timestamps (``-copyts``); it is padded with
   silence or cut to exactly ``round((end_s - start_s) * 16000)`` samples. It goes to
@@ -161,9 +165,9 @@ class ClipStage(Stage):
 
     def _encode(self, src, pr, start_s, end_s, n_frames, n_samples, tmp_mp4, tmp_wav, task) -> int:
         """Pipe the ticks' frames into ffmpeg; returns how many frames were written."""
-        w, h = int(pr.width), int(pr.height)
+        w, h = int(pr.width), int(pr.height)  # as displayed: iter_frames applies rotation metadata
         even = w % 2 == 0 and h % 2 == 0
-        fmt = "yuv420p" if even else "bgr24"
+        fmt = "yuv420p" if even and not pr.rotation else "bgr24"  # a planar frame cannot be turned
         rate = Fraction(self.fps).limit_denominator(1001)
         margin = 3.0  # seek this far before the shot; -noaccurate_seek keeps every frame after it
         af = (
