@@ -96,15 +96,18 @@ def quarter_turns(rotation: float | None) -> int:
 
 def _first_rotation(c, v) -> int:
     """Rotation (degrees counter-clockwise) of the first decodable frame of stream ``v``; 0 if none."""
+    import av
+
     try:
         for packet in c.demux(v):
             try:
-                for frame in packet.decode():
-                    return 90 * quarter_turns(getattr(frame, "rotation", 0))
-            except Exception:
+                frames = packet.decode()
+            except av.error.InvalidDataError:  # a broken packet: try the next one
                 continue
-    except Exception:
-        pass
+            for frame in frames:
+                return 90 * quarter_turns(getattr(frame, "rotation", 0))
+    except av.error.FFmpegError:  # unreadable past the header: no rotation to report
+        return 0
     return 0
 
 

@@ -14,8 +14,8 @@ Normalisation (so that one file named twice is one source, with one outcome):
   reads it: ``file:///tmp/a%20b.mp4`` -> ``/tmp/a b.mp4``; ``file://localhost/...`` is the same;
   another host is kept as written (and fails in the download stage as not local);
 - a local path is made absolute (``~`` expanded, symlinks resolved, relative to the working
-  directory); a path that does not exist stays as written, made absolute, and fails in the download
-  stage with "source not found".
+  directory); a path that does not exist (or a dangling symlink) is only made absolute, not
+  resolved, and fails in the download stage with "source not found" ("dangling symlink").
 
 Duplicates (after normalisation) are dropped, keeping the first occurrence's position.
 """
@@ -43,6 +43,8 @@ def normalize_source(source: str) -> str:
     elif _SCHEME.match(s) or _URL_LIKE.match(s):
         return s
     path = Path(s).expanduser()
+    if not path.exists():  # missing, or a dangling symlink: keep its own name for the error message
+        return os.path.abspath(path)
     try:
         return str(path.resolve())
     except (OSError, RuntimeError):  # a symlink loop: keep it absolute, the download stage says why

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -55,6 +56,24 @@ def tick_count(start_s: float, end_s: float, fps: float) -> int:
     while start_s + n / fps < end_s - _EPS:
         n += 1
     return n
+
+
+def ffmpeg_exit(rc: int) -> str:
+    """ffmpeg's exit status in words: ``exit N``, or the signal that ended it with what to do (a
+    write past the file-size limit ends it with SIGXFSZ: Python's ``subprocess`` restores that
+    signal's default action in children)."""
+    if rc >= 0:
+        return f"exit {rc}"
+    try:
+        name = signal.Signals(-rc).name
+    except ValueError:
+        return f"killed by signal {-rc}"
+    hint = {
+        "SIGXFSZ": "a file under root/clips grew past this process's file-size limit (ulimit -f); "
+        "raise the limit or free space, then re-run: nothing was kept",
+        "SIGKILL": "killed from outside (out of memory?)",
+    }.get(name, "")
+    return f"killed by {name}" + (f": {hint}" if hint else "")
 
 
 def wav_samples(path: str | os.PathLike) -> tuple[int, int, int] | None:
@@ -214,5 +233,5 @@ class ClipStage(Stage):
             if rc != 0:
                 err.seek(0)
                 tail = err.read().decode(errors="replace").strip()[-800:]
-                raise StageError(f"clip {task.clip_id}: ffmpeg failed on {task.source.url} (exit {rc}): {tail}")
+                raise StageError(f"clip {task.clip_id}: ffmpeg failed on {task.source.url} ({ffmpeg_exit(rc)}): {tail}")
         return written
