@@ -6,7 +6,8 @@ Builds ``--seconds`` of visualvoice_interview.mp4 (two people) scaled to ``--siz
 runs every stage of ``collect`` on it in this one process, in pipeline order (download, shots,
 people, clip, pose, faces, speaking, align, write), each stage as the flow configures it
 (:func:`talkset.flows.collect.build_stages`, ``min_shot_s`` lowered to fit the clip). Prints, per
-stage, the wall seconds and the process's peak RSS so far (``ru_maxrss``), and the 4K clip's size.
+stage, the wall seconds and the process's peak RSS so far (``ru_maxrss``; ffmpeg children are not
+counted: ``RUSAGE_CHILDREN`` would report the parent's size at fork), and the 4K clip's size.
 In a real run each stage is its own Ray actor, so each actor's peak is at most the stage's own
 increase over the baseline printed first.
 """
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("people", "clip", "pose", "faces", "speaking", "align", "write"):
             t0 = time.perf_counter()
             stages[name].setup()
-            clip = stages[name].run(clip)
+            out = stages[name].run(clip)
+            clip = out if name != "write" else clip  # write returns its summary, not the item
             print(f"{name:9s} {time.perf_counter() - t0:6.1f} s  peak RSS {peak_mb():6.0f} MB", flush=True)
             if name == "people" and not clip.shot.kept:
                 print(f"shot rejected by the people stage: {clip.shot.reason}")
