@@ -179,3 +179,26 @@ def test_tick_count():
     assert tick_count(0.0, 0.0400001, 25.0) == 1
     assert tick_count(0.0, 0.041, 25.0) == 2
     assert tick_count(5.0, 5.0, 25.0) == 0
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+    """Issue 12: a 480x360 source tagged rotate=90 displays as 360x480, and so must its clip (pixel for
+    pixel what ffmpeg's autorotate shows). Odd rotated sizes go through the bgr24 path and are cropped."""
+    import subprocess
+
+    from talkset.media import ffmpeg_exe
+
+    src, rot = tmp_path / "src.mp4", tmp_path / "rot90.mp4"
+    run_ffmpeg(["-ss", "20", "-i", str(shared_file("dvscripts_blackjournal.mp4")), "-t", "1", "-c:v", "libx264",
+                "-preset", "ultrafast", "-crf", "16", "-c:a", "aac", str(src)], "cut")  # fmt: skip
+    run_ffmpeg(["-i", str(src), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rot)], "rotate tag")
+    pr = probe(rot)
+    assert (pr.rotation, pr.width, pr.height) == (90, 360, 480)
+    out = ClipStage(root=str(tmp_path / "root")).process(clip_task(rot, 0.0, 1.0))
+    assert (out.width, out.height, out.num_frames) == (360, 480, 25)
+    shown = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(rot), "-frames:v", "1", "-f", "rawvideo",
+                            "-pix_fmt", "bgr24", "-"], capture_output=True, check=True).stdout  # fmt: skip
+    shown = np.frombuffer(shown, np.uint8).reshape(480, 360, 3)
+    first = next(iter_frames(out.video_path))[2]
+    assert psnr(first, shown) > 35.0
+    assert psnr(first, np.ascontiguousarray(np.rot90(shown, 2))) < 20.0  # not upside down

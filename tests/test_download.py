@@ -149,3 +149,50 @@ def test_video_without_audio(clips_dir, tmp_path):
     src = clips_dir / "psd_goldeneye-vfr-drop3.mp4"
     with pytest.raises(StageError, match=r"no audio stream in .*psd_goldeneye-vfr-drop3\.mp4"):
         DownloadStage(root=str(tmp_path / "root")).process(task_for(str(src)))
+
+
+def test_file_url_is_a_local_path(clips_dir, tmp_path):
+    """Issue 12: ``file://`` URLs were mangled into ``<cwd>/file:/...``; percent-escapes are decoded."""
+    from talkset.sources import read_sources
+
+    spaced = tmp_path / "a clip é.mp4"
+    spaced.symlink_to(clips_dir / SERVED)
+    url = "file://" + str(spaced).replace(" ", "%20").replace("é", "%C3%A9")
+    assert read_sources([url, str(spaced), f"file://localhost{spaced}"]) == [str((clips_dir / SERVED).resolve())]
+    out = DownloadStage(root=str(tmp_path / "root")).process(task_for(url))  # the stage takes it as given too
+    assert os.path.realpath(out.video_path) == str((clips_dir / SERVED).resolve())
+
+
+def test_sources_file_with_bom_crlf_and_comments(tmp_path):
+    from talkset.sources import read_sources
+
+    f = tmp_path / "list.txt"
+    f.write_bytes(b"\xef\xbb\xbf# my videos\r\n\r\n  /tmp/a.mp4  \r\nhttps://example.com/v.mp4\r\n#/tmp/skip.mp4\r\n"
+                  b"/tmp/a.mp4\r\nhttp:/no-host\r\n")  # fmt: skip
+    assert read_sources(sources_file=str(f)) == ["/tmp/a.mp4", "https://example.com/v.mp4", "http:/no-host"]
+    with pytest.raises(StageError, match="malformed URL .*no host"):
+        DownloadStage(root=str(tmp_path / "root")).process(task_for("http:/no-host"))
+
+
+def test_dangling_symlink_directory_empty_and_still_image(clips_dir, tmp_path):
+    from talkset.sources import read_sources
+
+    root = str(tmp_path / "root")
+    link = tmp_path / "dangling.mp4"
+    link.symlink_to(tmp_path / "gone.mp4")
+    assert read_sources([str(link)]) == [str(link)]  # not resolved to its missing target
+    with pytest.raises(StageError, match=r"dangling symlink: .*dangling\.mp4 -> .*gone\.mp4"):
+        DownloadStage(root=root).process(task_for(str(link)))
+    with pytest.raises(StageError, match="is a directory"):
+        DownloadStage(root=root).process(task_for(str(tmp_path)))
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(StageError, match=r"empty, 0 bytes"):
+        DownloadStage(root=root).process(task_for(str(tmp_path / "empty.mp4")))
+    from talkset.media import run_ffmpeg
+
+    png = tmp_path / "still.png"
+    run_ffmpeg(["-i", str(clips_dir / SERVED), "-frames:v", "1", str(png)], "png")
+    with pytest.raises(StageError, match=r"a still image \(png\), not a video"):
+        DownloadStage(root=root).process(task_for(str(png)))
+    with pytest.raises(StageError, match=r"unsupported source .*'gopher'"):
+        DownloadStage(root=root).process(task_for("gopher://example.com/x.mp4"))

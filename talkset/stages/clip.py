@@ -9,7 +9,11 @@ lands on keyframes. Here every clip frame is chosen explicitly and re-encoded:
   raw (yuv420p, no colour conversion for yuv420p sources) into ffmpeg and encoded H.264 yuv420p,
   constant 25 fps, ``-crf 18 -preset veryfast``. So clip frame ``k`` is exactly the frame the
   people stage tracked at index ``k``: the two cannot drift apart. Odd frame sizes lose their last
-  column/row (cropped, not scaled, so pixel coordinates stay valid).
+  column/row (cropped, not scaled, so pixel coordinates stay valid). A source with rotation
+  metadata (phones) is cut as it displays: a 480x360 source marked ``rotate=90`` gives a 360x480
+  clip, equal to ffmpeg's autorotated frames (frames are piped as bgr24 then, since a planar
+  yuv420p frame cannot be turned). A few corrupt packets in the shot are skipped and the previous
+  frame is held (see :mod:`talkset.media`); the clip keeps its exact frame count.
 - Audio: ffmpeg decodes the source's first audio stream, resamples to 16 kHz, downmixes to mono
   and trims ``[start_s, end_s)`` on the source's own timestamps (``-copyts``); it is padded with
   silence or cut to exactly ``round((end_s - start_s) * 16000)`` samples. It goes to
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -51,6 +56,24 @@ def tick_count(start_s: float, end_s: float, fps: float) -> int:
     while start_s + n / fps < end_s - _EPS:
         n += 1
     return n
+
+
+def ffmpeg_exit(rc: int) -> str:
+    """ffmpeg's exit status in words: ``exit N``, or the signal that ended it with what to do (a
+    write past the file-size limit ends it with SIGXFSZ: Python's ``subprocess`` restores that
+    signal's default action in children)."""
+    if rc >= 0:
+        return f"exit {rc}"
+    try:
+        name = signal.Signals(-rc).name
+    except ValueError:
+        return f"killed by signal {-rc}"
+    hint = {
+        "SIGXFSZ": "a file under root/clips grew past this process's file-size limit (ulimit -f); "
+        "raise the limit or free space, then re-run: nothing was kept",
+        "SIGKILL": "killed from outside (out of memory?)",
+    }.get(name, "")
+    return f"killed by {name}" + (f": {hint}" if hint else "")
 
 
 def wav_samples(path: str | os.PathLike) -> tuple[int, int, int] | None:
@@ -161,9 +184,9 @@ class ClipStage(Stage):
 
     def _encode(self, src, pr, start_s, end_s, n_frames, n_samples, tmp_mp4, tmp_wav, task) -> int:
         """Pipe the ticks' frames into ffmpeg; returns how many frames were written."""
-        w, h = int(pr.width), int(pr.height)
+        w, h = int(pr.width), int(pr.height)  # as displayed: iter_frames applies rotation metadata
         even = w % 2 == 0 and h % 2 == 0
-        fmt = "yuv420p" if even else "bgr24"
+        fmt = "yuv420p" if even and not pr.rotation else "bgr24"  # a planar frame cannot be turned
         rate = Fraction(self.fps).limit_denominator(1001)
         margin = 3.0  # seek this far before the shot; -noaccurate_seek keeps every frame after it
         af = (
@@ -210,5 +233,5 @@ class ClipStage(Stage):
             if rc != 0:
                 err.seek(0)
                 tail = err.read().decode(errors="replace").strip()[-800:]
-                raise StageError(f"clip {task.clip_id}: ffmpeg failed on {task.source.url} (exit {rc}): {tail}")
+                raise StageError(f"clip {task.clip_id}: ffmpeg failed on {task.source.url} ({ffmpeg_exit(rc)}): {tail}")
         return written

@@ -15,6 +15,13 @@ is not fetched again (no network).
 After the file is in place it is probed (``talkset.media.probe``, PyAV): not readable as a video,
 or no audio stream, raises :class:`~talkset.stages.base.StageError`. A video with 0 or 1 decodable frames
 passes here; the shots stage rejects it as ``too_short``.
+
+Each bad input gets its own reason (tests/test_bad_inputs.py holds the whole corpus): a missing
+path ("source not found"), a dangling symlink, a directory, an empty file, a still image ("a still
+image ..., not a video"), audio only ("no video stream"), video only ("no audio stream"), a URL with
+no host ("malformed URL"), an unknown scheme ("unsupported source"), an unreachable / refused / 404
+URL ("download failed: ..." quoting yt-dlp). ``file://`` URLs are read as local paths (RFC 8089,
+percent-escapes decoded); :func:`talkset.sources.read_sources` already turns them into paths.
 """
 
 from __future__ import annotations
@@ -194,13 +201,30 @@ class DownloadStage(Stage):
 
     def _link_local(self, source: str, source_id: str) -> Path:
         p = urlparse(source)
-        raw = unquote(p.path) if p.scheme.lower() == "file" else source
+        if p.scheme.lower() == "file":
+            if p.netloc not in ("", "localhost"):
+                raise StageError(
+                    f"unsupported source {source!r}: a file:// URL on another host ({p.netloc}); "
+                    "copy the file here or give an http(s) URL"
+                )
+            raw = unquote(p.path)
+        else:
+            raw = source
         src = Path(raw).expanduser()
         if not src.exists():
+            if src.is_symlink():
+                raise StageError(
+                    f"source is a dangling symlink: {raw} -> {os.readlink(src)} (the target does not exist); "
+                    "fix the link or pass the video itself"
+                )
             raise StageError(f"source not found: {raw}; check the path (relative paths are from {os.getcwd()})")
         src = src.resolve()
+        if src.is_dir():
+            raise StageError(f"source is a directory, not a video file: {src}; list the videos in it one per line")
         if not src.is_file():
             raise StageError(f"source is not a file: {src}; pass a video file or a URL")
+        if src.stat().st_size == 0:
+            raise StageError(f"not a video: {source} (the file is empty, 0 bytes); check the file")
         d = self.videos_dir
         d.mkdir(parents=True, exist_ok=True)
         dest = d / f"{source_id}{src.suffix.lower() or '.video'}"
@@ -228,6 +252,8 @@ class DownloadStage(Stage):
     def process(self, task: Source) -> Source:
         source = task.url
         scheme = urlparse(source).scheme.lower()
+        if is_url(source) and not urlparse(source).netloc:
+            raise StageError(f"malformed URL {source!r}: no host; write it as scheme://host/path")
         if is_url(source):
             existing = [p for p in self._existing(task.source_id) if self._probe_ok(p)]
             path = existing[0].absolute() if existing else self._download(source, task.source_id)
@@ -236,7 +262,10 @@ class DownloadStage(Stage):
             path = self._link_local(source, task.source_id)
             downloaded = False
         else:
-            raise StageError(f"unsupported source {source!r}: give an http(s) URL or a local file path")
+            raise StageError(
+                f"unsupported source {source!r}: scheme {scheme!r} is not one of "
+                f"{', '.join(URL_SCHEMES + ('file',))}; give an http(s) URL or a local file path"
+            )
 
         try:
             pr = media.probe(path)
