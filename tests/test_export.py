@@ -98,6 +98,17 @@ def test_webdataset_shards_stream_back(two_clip_root, tmp_path):
         assert frames.column("speaking_score").to_pylist() == pytest.approx([r[0] for r in ref], nan_ok=True)
     assert sorted(seen) == sorted(c for c in clips if c not in missing)
 
+    # a compacted root exports the same samples
+    from talkset.storage.compact import compact
+
+    compact(root)
+    again = export_webdataset(root, tmp_path / "wds2")
+    def members(d, idx):
+        return {s["__key__"]: (s["mp4"], read_frames(s["frames.parquet"])) for s in
+                wds.WebDataset([str(d / x["name"]) for x in idx["shards"]], shardshuffle=False)}
+    a, b = members(out, idx), members(tmp_path / "wds2", again)
+    assert a.keys() == b.keys() and all(a[k][0] == b[k][0] and a[k][1].equals(b[k][1]) for k in a)
+
 
 def _mit_read(entry: dict) -> dict:
     """What MIT's HumanDanceVideoDataset.__getitem__ / get_human_info do with one data-config

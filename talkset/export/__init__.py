@@ -10,7 +10,7 @@ import pyarrow as pa
 
 
 def committed_clips(root: str | os.PathLike, clip_ids: list[str] | None = None) -> tuple[list[dict], object]:
-    """The committed ``clips`` rows (ordered by clip id; only ``clip_ids`` when given) and an open
+    """The committed ``clips`` rows (ordered by source, clip id; only ``clip_ids`` when given) and an open
     DuckDB connection over the root (:func:`talkset.storage.catalog.connect`).
 
     Raises ``FileNotFoundError`` when ``root`` has no ``tables/`` folder, ``KeyError`` naming the
@@ -22,7 +22,7 @@ def committed_clips(root: str | os.PathLike, clip_ids: list[str] | None = None) 
     con = connect(root)
     cur = con.execute("SELECT * FROM clips ORDER BY clip_id")
     cols = [d[0] for d in cur.description]
-    rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+    rows = sorted((dict(zip(cols, r)) for r in cur.fetchall()), key=lambda r: (str(r.get("source")), r["clip_id"]))
     if clip_ids:
         known = {r["clip_id"] for r in rows}
         missing = [c for c in clip_ids if c not in known]
@@ -32,13 +32,39 @@ def committed_clips(root: str | os.PathLike, clip_ids: list[str] | None = None) 
     return rows, con
 
 
-def clip_frames(con, clip_id: str) -> pa.Table:
-    """The clip's ``frames`` rows (the schema's columns, without ``source``), ordered by
-    (track_id, frame_idx)."""
-    from talkset.storage import schema as S
+class FramesReader:
+    """A clip's ``frames`` rows, read one source partition at a time.
 
-    tbl = con.sql("SELECT * FROM frames WHERE clip_id = $1 ORDER BY track_id, frame_idx", params=[clip_id]).to_arrow_table()
-    cols = []
-    for f in S.FRAMES:
-        cols.append(tbl.column(f.name).cast(f.type) if f.name in tbl.column_names else pa.nulls(tbl.num_rows, f.type))
-    return pa.Table.from_arrays(cols, schema=S.FRAMES)
+    A query per clip through the ``frames`` view scans every shard of the root (the clip id is not
+    in the path), so at MIT's size (2,880 clips) each would cost about as much as a full scan; this
+    reads ``tables/frames/source=<id>/`` once (per-clip shards or a compacted file, older shards'
+    missing columns as nulls) and keeps the last source in memory.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        from talkset.storage.root import DatasetRoot
+
+        self.droot = DatasetRoot(root)
+        self._source: str | None = None
+        self._table: pa.Table | None = None
+
+    def _load(self, source: str) -> pa.Table:
+        import pyarrow.dataset as ds
+
+        from talkset.storage import schema as S
+
+        d = self.droot.table_dir("frames", source)
+        files = sorted(str(p) for p in d.glob("*.parquet") if not p.name.startswith(".")) if d.is_dir() else []
+        if not files:
+            return S.FRAMES.empty_table()
+        return ds.dataset(files, format="parquet", schema=S.FRAMES).to_table()
+
+    def clip(self, source: str, clip_id: str) -> pa.Table:
+        """The clip's ``frames`` rows (the schema's columns, without ``source``), ordered by
+        (track_id, frame_idx)."""
+        import pyarrow.compute as pc
+
+        if source != self._source:
+            self._table, self._source = self._load(source), source
+        tbl = self._table.filter(pc.equal(self._table.column("clip_id"), clip_id))
+        return tbl.sort_by([("track_id", "ascending"), ("frame_idx", "ascending")])

@@ -80,7 +80,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import clip_frames, committed_clips
+from . import FramesReader, committed_clips
 
 WIDTH, HEIGHT = 1920, 1080  # stage_two.py get_mask_from_bbox's canvas
 SPEAK_INFO = "speaker_info_with_instance_bbox.json"
@@ -274,7 +274,8 @@ def export_mit(
     if "frames" in str(out):
         raise ValueError(f"{out}: the MIT dataset class finds poses at image_dir.replace('frames', 'pose'): "
                          "choose an output folder whose path does not contain 'frames'")
-    rows, con = committed_clips(droot.root, clip_ids)
+    rows, _con = committed_clips(droot.root, clip_ids)
+    reader = FramesReader(droot.root)
     out.mkdir(parents=True, exist_ok=True)
     audio = _audio_rows(droot.root)
     entries, clips, failed = [], [], []
@@ -284,7 +285,7 @@ def export_mit(
         final = out / name
         tmp = out / f".tmp-{uuid.uuid4().hex}-{name}"
         try:
-            info = _export_clip(droot.root, row, clip_frames(con, cid), tmp, max_frames, audio.get(cid))
+            info = _export_clip(droot.root, row, reader.clip(str(row["source"]), cid), tmp, max_frames, audio.get(cid))
         except (OSError, ValueError, RuntimeError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             err = f"{type(exc).__name__}: {exc}"

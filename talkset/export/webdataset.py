@@ -41,7 +41,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import clip_frames, committed_clips
+from . import FramesReader, committed_clips
 
 PATTERN = "talkset-%06d.tar"
 DEFAULT_SHARD_BYTES = 1 << 30  # 1 GiB
@@ -88,7 +88,8 @@ def export_webdataset(
     if shard_bytes <= 0:
         raise ValueError(f"shard_bytes must be > 0, got {shard_bytes}")
     droot = DatasetRoot(root)
-    rows, con = committed_clips(droot.root, clip_ids)
+    rows, _con = committed_clips(droot.root, clip_ids)
+    reader = FramesReader(droot.root)
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".tmp-{uuid.uuid4().hex}"
@@ -107,7 +108,7 @@ def export_webdataset(
                     failed.append({"clip_id": cid, "error": err})
                     droot.write_failure(str(row.get("source") or "unknown"), "export", cid, err, run_id)
                     continue
-                frames = clip_frames(con, cid)
+                frames = reader.clip(str(row["source"]), cid)
                 meta = {k: _jsonable(v) for k, v in row.items()}
                 meta["tracks"] = sorted(set(frames.column("track_id").to_pylist()))
                 meta["frames_rows"] = frames.num_rows
