@@ -58,8 +58,8 @@ class CollectConfig(Config):
     # download
     download_retries: int = 3
     download_timeout_s: float = 600.0
-    # shots (PySceneDetect)
-    detector: str = "content"  # content | adaptive
+    # shots (PySceneDetect, or TransNetV2)
+    detector: str = "content"  # content | adaptive | transnetv2
     threshold: float | None = None  # detector default when None
     min_shot_s: float = 3.0
     # people (YOLO + ByteTrack) and shot filter

