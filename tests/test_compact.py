@@ -189,6 +189,33 @@ STEPS = ["hidden:clips", "hidden:frames", "hidden:failures", "journal", "replace
          "replace:frames", "unlink:frames", "replace:failures", "unlink:failures"]
 
 
+def test_a_concurrent_recover_never_costs_rows(multi_root):
+    """A ``collect`` starting while a source is being compacted runs recovery, which deletes the
+    compaction's hidden files: that compaction must then give up without unlinking anything, also
+    when an earlier compacted file of the same name exists."""
+    from talkset.storage.compact import CompactError, compact_source
+
+    compact(multi_root)
+    droot = DatasetRoot(multi_root)
+    part = next(p.name for p in (multi_root / "tables" / "clips").iterdir() if "second-source" not in p.name)
+    src = part.split("=", 1)[1]
+    frames = read_table(multi_root, "frames")
+    extra = frames.filter(pc.equal(frames.column("clip_id"), f"{src}-s0007")).drop_columns(["source"])
+    extra = extra.set_column(0, "clip_id", pa.array([f"{src}-s0012"] * extra.num_rows, pa.string()))
+    droot.commit_clip(src, f"{src}-s0012", {"clip_id": f"{src}-s0012", "num_people": 2}, extra)
+    before = _snapshot(multi_root)
+
+    def step(name):
+        if name == "hidden:failures":
+            droot.remove_stray_tmp()
+
+    with pytest.raises(CompactError, match="vanished"):
+        compact_source(droot, part, step)
+    assert _snapshot(multi_root) == before and not list((multi_root / JOURNAL_DIR).glob("*.json"))
+    compact(multi_root)
+    assert _snapshot(multi_root) == before
+
+
 def test_compact_command(multi_root, capsys):
     from talkset.cli import main
 
