@@ -9,6 +9,7 @@ columns), so compaction has several shards per table to merge.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -161,10 +162,12 @@ def test_compact_bad_shard_is_a_failure_row_and_others_go_on(multi_root):
     broken_dir = next(p.name for p in (multi_root / "tables" / "clips").iterdir() if "second-source" not in p.name)
     bad = multi_root / "tables" / "frames" / broken_dir / f"{broken_dir.split('=', 1)[1]}-s0007.parquet"
     bad.write_bytes(b"not parquet")
-    results = {r.source: r.status for r in compact(multi_root)}
+    lines = []
+    results = {r.source: r.status for r in compact(multi_root, log=lines.append)}
     good, broken = "second-source-00000000", broken_dir.split("=", 1)[1]
     assert results[good] == "compacted"
     assert results[broken].startswith("failed:") and bad.name in results[broken]
+    assert any(x.startswith(f"{broken}: failed:") for x in lines)
     # (the catalog cannot open the broken shard itself; read the failures table directly)
     fails = [(r["item"], r["error"]) for r in read_table(multi_root, "failures").to_pylist() if r["stage"] == "compact"]
     assert len(fails) == 1 and fails[0][0] == broken and bad.name in fails[0][1]
@@ -184,6 +187,44 @@ KILL = textwrap.dedent("""
 """)
 STEPS = ["hidden:clips", "hidden:frames", "hidden:failures", "journal", "replace:clips", "unlink:clips",
          "replace:frames", "unlink:frames", "replace:failures", "unlink:failures"]
+
+
+def test_a_concurrent_recover_never_costs_rows(multi_root):
+    """A ``collect`` starting while a source is being compacted runs recovery, which deletes the
+    compaction's hidden files: that compaction must then give up without unlinking anything, also
+    when an earlier compacted file of the same name exists."""
+    from talkset.storage.compact import CompactError, compact_source
+
+    compact(multi_root)
+    droot = DatasetRoot(multi_root)
+    part = next(p.name for p in (multi_root / "tables" / "clips").iterdir() if "second-source" not in p.name)
+    src = part.split("=", 1)[1]
+    frames = read_table(multi_root, "frames")
+    extra = frames.filter(pc.equal(frames.column("clip_id"), f"{src}-s0007")).drop_columns(["source"])
+    extra = extra.set_column(0, "clip_id", pa.array([f"{src}-s0012"] * extra.num_rows, pa.string()))
+    droot.commit_clip(src, f"{src}-s0012", {"clip_id": f"{src}-s0012", "num_people": 2}, extra)
+    before = _snapshot(multi_root)
+
+    def step(name):
+        if name == "hidden:failures":
+            droot.remove_stray_tmp()
+
+    with pytest.raises(CompactError, match="vanished"):
+        compact_source(droot, part, step)
+    assert _snapshot(multi_root) == before and not list((multi_root / JOURNAL_DIR).glob("*.json"))
+    compact(multi_root)
+    assert _snapshot(multi_root) == before
+
+
+def test_compact_command(multi_root, capsys):
+    from talkset.cli import main
+
+    assert main(["compact", str(multi_root)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["failed"] == 0 and summary["compacted"] == summary["sources"] >= 2
+    assert summary["files_after"] == 3 * summary["sources"]  # clips, frames, failures per source
+    assert main(["compact", str(multi_root)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["already_compact"] == summary["sources"]
 
 
 def test_kill_between_steps_loses_and_duplicates_nothing(demo_root, tmp_path):

@@ -217,6 +217,17 @@ def test_mit_export_refuses_a_path_with_frames(two_clip_root, tmp_path):
         export_mit(two_clip_root, tmp_path / "frames-out")
 
 
+def test_export_command(two_clip_root, tmp_path, capsys):
+    from talkset.cli import main
+
+    out = tmp_path / "cli-wds"
+    assert main(["export", "--format", "webdataset", "--shard-size", "1GiB", str(two_clip_root), str(out)]) == 0
+    idx = json.loads((out / "index.json").read_text())
+    assert f"wrote {idx['samples']} samples in 1 shards" in capsys.readouterr().out and idx["shard_bytes"] == 2**30
+    with pytest.raises(SystemExit):
+        main(["export", "--format", "webdataset", "--shard-size", "lots", str(two_clip_root), str(out)])
+
+
 def test_hugging_face_datasets_loads_the_tables_offline(demo_root, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

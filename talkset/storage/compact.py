@@ -37,8 +37,12 @@ after 2 is rolled forward by :func:`recover`, which ``compact`` runs first and w
 :meth:`DatasetRoot.remove_stray_tmp` (the start of every ``collect``) runs too. Each step of 3 can be
 repeated, so a crash during recovery is recovered the same way. Between 2 and the end of 3 a query
 can see a source's rows twice (the new file is in place, old shards not yet unlinked): milliseconds
-normally, or until recovery after a crash there. Do not compact a source while a ``collect`` is
-writing it (compaction takes no lock against the flow).
+normally, or until recovery after a crash there. Each compacted file carries its compaction's id
+(``talkset.compaction_id``, also in the journal): if a recovery run by another process (a
+``collect`` starting) deletes the hidden files before they are renamed, the roll-forward sees that
+the file in place is not the new one, unlinks nothing, drops the journal and reports the source as
+failed. Do not compact a source while a ``collect`` is writing it (compaction takes no lock
+against the flow).
 
 A source that cannot be compacted (an unreadable shard, a column whose type cannot be cast) is
 left as it was, gets a ``failures`` row (stage ``compact``), and the other sources go on.
@@ -71,6 +75,7 @@ HIDDEN_PREFIX = ".compact-"
 HIDDEN_SUFFIX = ".partial"
 ROWS_PER_GROUP = 131_072  # Parquet row group of the compacted files (DuckDB reads row groups in parallel)
 PARTS_KEY = "talkset.compacted_parts"
+ID_KEY = b"talkset.compaction_id"  # the uuid of the compaction that wrote a compacted file (also in its journal)
 SKIP_META = (b"talkset.written_at",)
 
 
@@ -170,7 +175,8 @@ def _merged_metadata(parts: dict[str, dict[str, str]]) -> dict[bytes, bytes]:
 def _write_hidden(files: list[Path], table: str, dest_dir: Path) -> tuple[Path, int]:
     """Concatenate ``files`` (conformed to the table's schema) into one hidden Parquet file."""
     sch = S.SCHEMAS[table]
-    hidden = dest_dir / f"{HIDDEN_PREFIX}{uuid.uuid4().hex}-{table}{HIDDEN_SUFFIX}"
+    cid = uuid.uuid4().hex
+    hidden = dest_dir / f"{HIDDEN_PREFIX}{cid}-{table}{HIDDEN_SUFFIX}"
     parts: dict[str, dict[str, str]] = {}
     tables: list[pa.Table] = []
     for p in files:
@@ -183,7 +189,7 @@ def _write_hidden(files: list[Path], table: str, dest_dir: Path) -> tuple[Path, 
         except Exception as exc:  # an unreadable shard: name it
             raise CompactError(f"{p}: cannot read: {type(exc).__name__}: {exc}") from exc
     out = pa.concat_tables(tables) if tables else sch.empty_table()
-    out = out.replace_schema_metadata(_merged_metadata(parts))
+    out = out.replace_schema_metadata({**_merged_metadata(parts), ID_KEY: cid.encode()})
     try:
         pq.write_table(out, hidden, compression="zstd", row_group_size=ROWS_PER_GROUP)
         with open(hidden, "rb+") as fh:
@@ -213,8 +219,11 @@ def _roll_forward(root: DatasetRoot, journal: Path, step: Callable[[str], None] 
         hidden = d / entry["hidden"]
         if hidden.exists():
             os.replace(hidden, final)
-        elif not final.exists():
-            raise CompactError(f"{journal}: neither {hidden} nor {final} exists; shards left in place")
+        elif not (final.exists() and _compaction_id(final) == entry["id"]):
+            # the new file is gone before its rename (deleted by a concurrent recover): the shards it
+            # would replace are all still there, so stop here and leave them
+            journal.unlink(missing_ok=True)
+            raise CompactError(f"{journal}: {hidden.name} vanished before it was renamed; {table} shards left in place")
         if step:
             step(f"replace:{table}")
         for name in entry["replaces"]:
@@ -223,6 +232,15 @@ def _roll_forward(root: DatasetRoot, journal: Path, step: Callable[[str], None] 
         if step:
             step(f"unlink:{table}")
     journal.unlink(missing_ok=True)
+
+
+def _compaction_id(path: Path) -> str | None:
+    try:
+        meta = pq.ParquetFile(path).schema_arrow.metadata or {}
+    except (OSError, pa.ArrowException):  # an unreadable file is not ours
+        return None
+    v = meta.get(ID_KEY)
+    return v.decode() if v else None
 
 
 def recover(root: str | os.PathLike | DatasetRoot) -> dict:
@@ -238,7 +256,10 @@ def recover(root: str | os.PathLike | DatasetRoot) -> dict:
         for tmp in jdir.glob(".tmp-*"):
             tmp.unlink(missing_ok=True)
         for journal in sorted(jdir.glob("*.json")):
-            _roll_forward(droot, journal)
+            try:
+                _roll_forward(droot, journal)
+            except CompactError:
+                continue  # that compaction is abandoned; its journal is gone and the old shards stay
             rolled += 1
     removed = 0
     tables = droot.root / "tables"
@@ -271,6 +292,7 @@ def compact_source(root: DatasetRoot, part_dir: str, step: Callable[[str], None]
             d = files[0].parent
             hidden, n = _write_hidden(files, table, d)
             entries[table] = {"dir": str(d.relative_to(root.root)), "hidden": hidden.name,
+                              "id": hidden.name[len(HIDDEN_PREFIX):].split("-", 1)[0],
                               "replaces": [p.name for p in files]}
             rows[table] = n
             if step:
