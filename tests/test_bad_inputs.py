@@ -54,8 +54,8 @@ heavily corrupt file (11 of 25 packets refused) is tested on :func:`talkset.medi
 directly: in a collect run the shots stage (PySceneDetect, OpenCV backend) stops counting frames at
 the first run of refused packets and calls the shot ``too_short`` before the people stage sees it.
 
-Cost, measured on the 2-core VM while seven other jobs ran (load average 40-50): 6 min wall for the
-module (corpus + Prefect test server + the run; 45 s CPU in the pytest process, the rest in Ray
+Cost, measured on the 2-core VM while seven other jobs ran (load average 30-50): 3 min 33 s to 6 min
+wall for the module (corpus + Prefect test server + the run; 45 s CPU in the pytest process, the rest in Ray
 actors: YOLO tracking 15 x 25 frames at imgsz 320 and encoding 15 short clips, one 4K). The
 checks themselves take < 2 s each.
 """
