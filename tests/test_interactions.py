@@ -194,4 +194,15 @@ def test_blackjournal_turns_and_interactions(blackjournal_root):
     k = in_turn.sum(0)
     r = _rows(con, "SELECT * FROM interactions")[0]
     assert r["clip_id"] == clip_id and r["people"] == 2
+    # read off the curves (README demo): the guest (track 1) talks in ~14 turns, the interviewer seen
+    # from behind scores > 0 once, 46.7-50.5 s, inside the guest's 40.9-50.6 s turn (the 6 % overlap)
+    guest = [t for t in turns if t["track_id"] == 1]
+    host = [t for t in turns if t["track_id"] == 0]
+    assert 10 <= len(guest) <= 18 and len(host) == 1
+    assert host[0]["start_s"] == pytest.approx(46.7, abs=0.5) and host[0]["duration_s"] == pytest.approx(3.8, abs=0.5)
+    assert any(g["start_frame"] <= host[0]["start_frame"] and g["end_frame"] >= host[0]["end_frame"] for g in guest)
+    assert r["share_2plus"] == pytest.approx(0.062, abs=0.01)
+    assert r["main_speaker"] == 1 and r["main_speaker_share"] > 0.9 and r["speakers"] == 2
+    assert r["switches"] == 2 and r["mean_overlap_s"] == pytest.approx(host[0]["duration_s"], abs=0.1)
+    assert r["pattern"] == "talking-listening"
     assert r["share_2plus"] == pytest.approx((k >= 2).mean()) and r["share_1"] == pytest.approx((k == 1).mean())
