@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from talkset import env  # noqa: E402
+from talkset import env
 
 CLIPS = Path(os.environ.get("TALKSET_SHARED", REPO.parent / "shared")) / "data" / "clips"
 DEFAULT = [

@@ -94,3 +94,26 @@ class CollectConfig(Config):
     max_shots_in_flight: int = 2
     max_task_retries: int = 2  # Ray retries of a stage call after an actor dies
     progress_every_s: float = 30.0  # per-stage progress line while stages run
+
+
+# -- presets (issue 11 §3) -------------------------------------------------------------------------
+# ``talkset collect --preset NAME``: CollectConfig fields set before --config and the other options.
+# "mit": the clip rules of MIT's seed code (Multi-human Interactive Talking Dataset,
+# 2_select_valid_clips.py), where talkset has a setting for them:
+#   clip_fps 25          the seed's clips are 25 fps;
+#   min_shot_s 5.04      "> 125 frames at 25 fps": 126 frames / 25 fps;
+#   min/max_people 2-4   MIT Sec. 3 (2-4 people in one static shot), as talkset's default.
+# NOT reproduced (no such rule in talkset yet, documented in the README): the seed trims a shot to
+# the overlap of all chosen people's face tracks (talkset keeps whole shots and counts people present
+# in >= presence_frac of them), face track mean box area >= 4096 px^2, smallest / largest mean face
+# area > 0.5, a fixed number of people per run, and dropping periods claimed by two combinations.
+PRESETS: dict[str, dict[str, Any]] = {
+    "mit": {"clip_fps": 25.0, "min_shot_s": 126 / 25, "min_people": 2, "max_people": 4},
+}
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The CollectConfig fields of preset ``name`` (a copy); ``ValueError`` names the known ones."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r} (known: {sorted(PRESETS)})")
+    return dict(PRESETS[name])

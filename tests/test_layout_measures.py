@@ -29,6 +29,12 @@ def test_shared_split_screens_have_one_central_seam():
         assert layout.panels(w, seams) == [(0, seams[0][0]), (seams[0][0], w)]
 
 
+def test_measure_layout_per_clip():
+    lay = layout.measure_layout(str(clip("clearervoice_tse_001.avi")), 0.0, 4.0)
+    assert lay.layout == "split" and len(lay.seams) == 1 and abs(lay.seams[0] - 0.5) <= 0.02
+    assert layout.measure_layout(str(clip("visualvoice_noisy_restaurant.mp4")), 0.0, 4.0) == layout.Layout("single")
+
+
 def test_single_pictures_have_none():
     for name, start in (("visualvoice_noisy_restaurant.mp4", 0.0), ("dvscripts_blackjournal.mp4", 20.0)):
         seams, w = seams_of(clip(name), start)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from talkset.items import Source, source_id_for
+from talkset.items import Shot, Source, source_id_for
 from talkset.media import probe, run_ffmpeg
 from talkset.stages.base import StageError
 from talkset.stages.shots import ShotsStage, mark_short, transition_starts
@@ -180,24 +180,26 @@ def test_transnetv2_hard_cuts_within_one_frame(transnet, tmp_path):
 def test_transnetv2_on_pyscenedetect_testvideo(transnet):
     """testvideo.mp4: the hard cuts (30, 180) as PySceneDetect's goldens; the cut out of black into
     a 0.5 s fade-in (ContentDetector: 394, where the black ends) falls inside the fade (408-410);
-    plus 4 short dissolves (3 frames each) that ContentDetector does not report."""
+    plus short dissolves (3 frames each: 226, 346) that ContentDetector does not report."""
     path = shared_file(CLIPS / "psd_testvideo.mp4")
-    probs, times = transnet.transnet_probs(str(path))
-    assert probs.shape == times.shape == (720,)
+    probs, times = transnet.transnet_probs(str(path), end_s=16.0)  # 480 of 720 frames: frames < 450 as in the whole
+    assert probs.shape == times.shape == (480,)
     assert probs.dtype == np.float32 and 0.0 <= probs.min() and probs.max() <= 1.0
     assert probs[29] > 0.9 and probs[179] > 0.9  # the last frame before each hard cut
-    cuts = [s.start_frame for s in transnet.process(video_task(path)).shots[1:]]
+    # constant frame rate: the decoded frame index is the nominal-rate frame number
+    assert times[394] == pytest.approx(394 * 1001 / 30000, abs=1e-3)
+    cuts = transition_starts(probs)
     assert cuts[:2] == golden_cuts("psd_testvideo.mp4", "ContentDetector.default")[:2]
     fade = [c for c in cuts if 394 <= c <= 420]
     assert len(fade) == 1 and 408 <= fade[0] <= 410
-    assert len(cuts) == 7
+    assert cuts == [30, 180, 226, 346, fade[0]]  # the whole video adds 544 and 679
 
 
 def test_transition_starts_rule():
     p = np.zeros(100, np.float32)
-    p[[9, 40, 41, 42, 50, 99]] = 0.9  # hard cut, 3-frame dissolve, one 8 frames later, one at the end
-    assert transition_starts(p) == [10, 43]
-    assert transition_starts(p, min_frames=5) == [10, 43, 51]
+    p[[4, 19, 40, 41, 42, 50, 99]] = 0.9  # 5 frames in, a hard cut, a 3-frame dissolve, 8 frames later, the end
+    assert transition_starts(p) == [20, 43]
+    assert transition_starts(p, min_frames=5) == [5, 20, 43, 51]
     assert transition_starts(p, threshold=0.95) == []
 
 
@@ -212,3 +214,15 @@ def test_transnetv2_bad_input(transnet, tmp_path):
         ShotsStage(detector="transnet")
     assert ShotsStage(detector="transnetv2").resources.gpus > 0
     assert ShotsStage().resources.gpus == 0
+
+
+def test_mit_preset_shot_length():
+    """--preset mit: clips of more than 125 frames at 25 fps (MIT seed, 2_select_valid_clips.py)."""
+    from talkset.config import CollectConfig, preset
+
+    cfg = CollectConfig.from_dict(preset("mit"))
+    assert cfg.clip_fps == 25.0 and (cfg.min_people, cfg.max_people) == (2, 4)
+    s = [Shot("s", 0, 0, 125, 0.0, 5.0, kept=False), Shot("s", 1, 125, 251, 5.0, 10.04, kept=False)]
+    assert [x.reason for x in mark_short(s, cfg.min_shot_s)] == ["too_short", ""]
+    with pytest.raises(ValueError, match="known"):
+        preset("vox")

@@ -12,6 +12,10 @@ def _collect(args: argparse.Namespace) -> int:
     from talkset.config import CollectConfig
 
     overrides = {}
+    if getattr(args, "preset", None):
+        from talkset.config import preset
+
+        overrides.update(preset(args.preset))
     if args.config:
         import yaml
 
@@ -91,7 +95,8 @@ def register(sub) -> None:
     c.add_argument("--root", required=True, help="dataset root (created if missing)")
     c.add_argument("--config", help="YAML file of CollectConfig fields")
     c.add_argument("--ray-address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
-    c.add_argument("--detector", choices=["content", "adaptive"])
+    c.add_argument("--preset", choices=["mit"], help="CollectConfig preset (talkset/config.py PRESETS), before --config")
+    c.add_argument("--detector", choices=["content", "adaptive", "transnetv2"])
     c.add_argument("--threshold", type=float)
     c.add_argument("--min-shot-s", type=float)
     c.add_argument("--min-people", type=int)

@@ -76,6 +76,9 @@ walking person keeps that person still (a still panel if the person is spread an
 of the points); a moving camera under still overlays in opposite corners could look still (not
 measured); a split-screen seam between two dark pictures may be missed
 (:mod:`talkset.stages.layout`), and then those panels are measured as one.
+
+Cost: 12.8 ms CPU per sampled frame (1280x720 source, stride 10: ~1.3 ms per clip frame) against
+5.9 ms for the previous measure (2-core VM shared with other jobs), small beside YOLO per frame.
 """
 
 from __future__ import annotations

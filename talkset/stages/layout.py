@@ -23,11 +23,14 @@ between two dark pictures can score below 0.85 (0.87 for the interview | debate 
 beside the interview's own picture edge 0.99, 20 px away) and is then missed or merged with the
 stronger edge within 15 % of the width.
 
-Panels are the column ranges between seams (:func:`panels`).
+Panels are the column ranges between seams (:func:`panels`). :func:`measure_layout` gives a
+time range of a video its layout, ``"single"`` or ``"split"`` with the seams as shares of the
+width (a per-clip measure; not yet stored in the ``clips`` table nor used as a filter).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 import numpy as np
@@ -89,3 +92,34 @@ def panels(width: int, seams: list[tuple[int, float]] | list[int]) -> list[tuple
     cols = sorted(int(s[0]) if isinstance(s, tuple) else int(s) for s in seams)
     edges = [0] + cols + [int(width)]
     return [(a, b) for a, b in pairwise(edges) if b > a]
+
+
+@dataclass
+class Layout:
+    """``layout``: ``"single"`` or ``"split"``; ``seams``: seam columns as shares of the width in
+    [0, 1], left to right; ``scores``: their seam scores (module docstring)."""
+
+    layout: str
+    seams: list[float] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+
+def measure_layout(
+    video_path: str, start_s: float = 0.0, end_s: float | None = None, fps: float = 25.0, stride: int = 10
+) -> Layout:
+    """Split-screen layout of ``[start_s, end_s)`` of a video, on every ``stride``-th frame at
+    ``fps`` shrunk to 320 px (as the camera-motion meter samples). Raises
+    :class:`talkset.media.MediaError` / ``av`` errors when the file cannot be decoded."""
+    from talkset import media
+    from talkset.stages.camera import _gray_small
+
+    profiles, width = [], 0
+    for k, _t, img in media.iter_frames(str(video_path), start_s, end_s, fps=fps):
+        if k % stride == 0:
+            gray, _s = _gray_small(img)
+            width = gray.shape[1]
+            profiles.append(column_step_share(gray))
+    seams = find_seams(profiles)
+    if not seams:
+        return Layout("single")
+    return Layout("split", [c / width for c, _ in seams], [sc for _, sc in seams])

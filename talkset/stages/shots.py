@@ -193,8 +193,9 @@ class ShotsStage(Stage):
             return
         self._net, self._torch_device = load_transnetv2(self.device)
 
-    def transnet_probs(self, video_path: str) -> tuple[np.ndarray, np.ndarray]:
-        """Per-frame transition probabilities of a whole video.
+    def transnet_probs(self, video_path: str, end_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-frame transition probabilities of a video (its frames before ``end_s`` seconds, all
+        by default).
 
         Returns ``(probs, times)``: float32 (N,) TransNetV2 single-frame probabilities in [0, 1]
         and float64 (N,) presentation times (s) of the N decoded frames. Raises
@@ -218,6 +219,8 @@ class ShotsStage(Stage):
         times: list[float] = []
         buf: list[np.ndarray] = []
         for t, small in _small_frames(video_path):
+            if end_s is not None and t >= end_s:
+                break
             if not buf:
                 buf.extend([small] * 25)
             buf.append(small)
