@@ -63,6 +63,9 @@ def write_small_root(path: Path, sources=("s1", "s2"), clips_per_source=2, frame
     root.write_shard("eval", sources[0], "e1", [
         {"clip_id": clip_ids[0], "source": sources[0], "split": "test_easy", "ssim": 0.5, "psnr": 20.0,
          "frames": frames_per_clip, "checkpoint": "runs/x", "step": 1, "eval_id": "e1", "created_at": T0}])
+    root.write_shard("audio_features", sources[0], f"{clip_ids[0]}--m", [
+        {"clip_id": clip_ids[0], "source": sources[0], "model": "m", "num_frames": 1, "layers": 1, "dim": 2,
+         "features": b"\0" * 8, "created_at": T0}])
     root.write_run("r1", {"run_id": "r1", "secret": "run-summary"})
     return root
 
