@@ -58,9 +58,9 @@ the guest's (his only frames > 0, mean score 0.21): 15 turns, 14.6 per minute, 2
 talking-listening.
 
 Cost (``benchmarks/interactions_scale.py``, 3.24 M synthetic ``frames`` rows = MIT's size, one
-Parquet file, DuckDB 2 threads, 2-core VM shared with other jobs at load 20-40): ``turns`` 1.0 s
-and ``interactions`` 1.2-1.3 s in the least loaded run (a plain ``frames`` aggregate 0.08 s), 3.7-5 s
-in others; ``interactions`` reads ``turns`` once (``MATERIALIZED``): without it, 0.93 s instead of
+Parquet file, DuckDB 2 threads, 2-core VM shared with other jobs, load ~2, 2026-12-07): every turn
+1.1 s, the issue's ``interactions`` query 0.77 s, patterns per clip 0.62 s, a plain ``frames``
+aggregate 0.06 s (at load 20-40: 1.0-5 s); ``interactions`` reads ``turns`` once (``MATERIALIZED``): without it, 0.93 s instead of
 0.16 s at 300 k rows.
 """
 
