@@ -104,3 +104,23 @@ def test_pair_motion_and_errors():
     with pytest.raises(ValueError, match="stride"):
         camera.CameraMotionMeter(0)
     assert camera.CameraMotionMeter(5).value() is None
+
+
+def test_a_panel_needs_three_pairs_for_a_median():
+    """Two sampled pairs are no median: a 0.9 s pan (frames 0, 10, 20: two pairs) is not judged,
+    2.5 s of the same pan (six pairs) is."""
+    import cv2
+
+    base = cv2.GaussianBlur(
+        ((np.random.default_rng(2).uniform(0, 255, (240, 560)) > 128).astype(np.uint8) * 255), (5, 5), 1.5)
+
+    def meter(n_frames: int) -> camera.CameraMotionMeter:
+        m = camera.CameraMotionMeter(10)
+        for k in range(n_frames):
+            x = k  # 1 px per frame: a steady pan
+            m.add(k, cv2.cvtColor(np.ascontiguousarray(base[:, x : x + 320]), cv2.COLOR_GRAY2BGR))
+        return m
+
+    short = meter(22)
+    assert len(short.values) == 2 and short.value() is None
+    assert meter(62).value() > 2 * LIMIT
