@@ -498,3 +498,14 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 def model_batch(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Only the keys CovOG reads (:data:`MODEL_KEYS`)."""
     return {k: batch[k] for k in MODEL_KEYS}
+
+
+class IterableOf(torch.utils.data.IterableDataset):
+    """Any picklable iterable as a ``torch.utils.data.IterableDataset`` (for DataLoader workers that
+    are spawned, which need a module-level class: :func:`talkset.training.loop.step_loader`)."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __iter__(self):
+        return iter(self.items)

@@ -207,17 +207,23 @@ class StepBatches:
 
 
 def step_loader(batches: StepBatches, workers: int):
-    """``batches`` itself (``workers`` 0) or a DataLoader over it with ``workers`` processes."""
+    """``batches`` itself (``workers`` 0) or a DataLoader over it with ``workers`` processes.
+
+    The workers are *spawned*, not forked: a process that has used Ray (every Ray Train worker, and
+    a test session after a collect) has threads whose forked copies died at once (measured: the
+    worker "exited unexpectedly with exit code 1" after a Ray run in the same process; spawned
+    workers give the in-process batches exactly). Each worker starts a fresh interpreter (a few
+    seconds) once per loader."""
     import torch
+
+    from talkset.training.dataset import IterableOf
 
     if workers <= 0:
         return batches
-
-    class _Iterable(torch.utils.data.IterableDataset):
-        def __iter__(self):
-            return iter(batches)
-
-    return torch.utils.data.DataLoader(_Iterable(), batch_size=None, num_workers=int(workers), prefetch_factor=2)
+    return torch.utils.data.DataLoader(
+        IterableOf(batches), batch_size=None, num_workers=int(workers), prefetch_factor=2,
+        multiprocessing_context="spawn",
+    )
 
 
 def frames_of(opts: TrainConfig, cfg, stage: int) -> int:
