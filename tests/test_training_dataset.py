@@ -252,3 +252,28 @@ def test_wav2vec2_features_from_a_local_folder(small_root, tmp_path):
     assert not np.allclose(a[10], a[11])
     with pytest.raises(ValueError, match="wants"):
         audio_extractor(tmp_path / "w2v", 12, 768)
+
+
+def test_face_masks_seed_landmarks_by_default_detector_box_as_option(small_root):
+    """``face_mask="landmarks"`` (default, the seed's) builds each face box from the person's
+    keypoints kept inside the person box; ``"box"`` keeps the stored face box. On this root's real
+    people-stage keypoints (17 COCO body points: the nose and ears stand in for face landmarks) the
+    two masks differ, and each landmark mask lies inside its person's box."""
+    from dataclasses import replace
+
+    from talkset.training.dataset import TalkingClipDataset, box_mask
+
+    spec = _spec()
+    seed = TalkingClipDataset(small_root, spec, audio_model="logmel")
+    box = TalkingClipDataset(small_root, replace(spec, face_mask="box"), audio_model="logmel")
+    assert spec.face_mask == "landmarks"
+    cid = seed.clip_ids[0]
+    a, b = seed.window(cid, 10, 0), box.window(cid, 10, 0)
+    assert not torch.equal(a["face_masks"], b["face_masks"])
+    c = seed.clip(cid)
+    for j, f in enumerate(a["frame_idx"].tolist()):
+        for p in range(2):
+            fm = a["face_masks"][j, p].numpy()
+            assert fm.sum() > 0
+            person = box_mask(c.boxes[p, f], fm.shape)
+            assert float((fm * (1 - person)).sum()) <= 2 * fm.shape[1]  # inside, up to a rounding row

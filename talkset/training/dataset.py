@@ -26,8 +26,11 @@ shape is given away and the "w/o IAD" ablation measures nothing. ``pose_keypoint
 everything (face points included) for other uses. ``pose_joint`` is the image of all people; ``pose_people[p]`` is
 that image masked by person p's instance box (the MPE input of Eq. 1).
 
-Face masks ``{0, 1}``: person p's face box, from the ``face_box`` column (face detector) when set,
-else a square around the visible head keypoints (nose, eyes, ears; COCO 0-4, score >= 0.3):
+Face masks ``{0, 1}`` (``SampleSpec.face_mask``, from the CovOG config's ``iad.face_mask``): by
+default (``landmarks``) the seed's box from person p's keypoints (:mod:`talkset.covog.face_mask`:
+jaw ends, chin and nose tip scaled 1.4 x 1.6, kept inside the upper body and the person box; the
+nose and ears where the face landmarks are missing). Where that gives no box, and always with
+``box``: the ``face_box`` column (face detector) when set, else a square around the visible head keypoints (nose, eyes, ears; COCO 0-4, score >= 0.3):
 centred on their mean, side 1.8 x their larger spread and at least 0.2 x the person box width.
 No box (no head keypoint visible) gives an empty mask.
 
@@ -57,6 +60,7 @@ import numpy as np
 import torch
 
 from talkset import media
+from talkset.covog.face_mask import landmark_face_box
 
 log = logging.getLogger("talkset.training")
 
@@ -81,7 +85,10 @@ class SampleSpec:
     """What one sample looks like. ``height``/``width`` px, ``num_frames`` F per window,
     ``max_people`` P slots, ``audio_layers`` x ``audio_dim`` (L, D) audio per frame,
     ``pose_keypoints`` 59 (the paper's subset, no face points; default) or 133 (all, face
-    included) keypoints drawn in the pose images."""
+    included) keypoints drawn in the pose images; ``face_mask`` the IAD face mask: ``landmarks``
+    (the seed's: :func:`talkset.covog.face_mask.landmark_face_box` from the person's keypoints, kept
+    inside the person's box; the detector / head box where the keypoints give none) or ``box``
+    (the face detector's box, else a square around the head keypoints: talkset before issue 13)."""
 
     height: int = 64
     width: int = 96
@@ -91,6 +98,7 @@ class SampleSpec:
     audio_dim: int = 768
     motion_frames: int = 0
     pose_keypoints: int = 59
+    face_mask: str = "landmarks"
 
 
 def _get(obj: Any, *names: str, default=None):
@@ -122,10 +130,21 @@ def spec_from_config(cfg: Any, pose_keypoints: int = 59) -> SampleSpec:
         audio_layers=int(_get(cfg, "audio.layers", "audio.num_layers", "iad.audio_layers", "audio_layers", default=12)),
         audio_dim=int(_get(cfg, "audio.dim", "audio.hidden_size", "iad.audio_dim", "audio_dim", default=768)),
         motion_frames=int(_get(cfg, "motion_frames", "inference.motion_frames", "data.motion_frames", default=0)),
+        face_mask=str(_get(cfg, "iad.face_mask", default="landmarks")),
     )
 
 
 # -- geometry ------------------------------------------------------------------------------------
+
+
+def _kp_133_or_59(kp: np.ndarray) -> np.ndarray:
+    """(K, 3) keypoints as the seed's face-mask code takes them: 133 and 59 as they are, the people
+    stage's 17 COCO body points in the first rows of a NaN (133, 3) (their head points stand in)."""
+    if kp.shape[0] in (133, 59):
+        return kp
+    out = np.full((133, 3), np.nan, np.float32)
+    out[: min(17, kp.shape[0])] = kp[:17]
+    return out
 
 
 def fit_transform(src_hw: tuple[int, int], dst_hw: tuple[int, int], fit: str = "pad") -> tuple[float, float, float]:
@@ -362,6 +381,8 @@ class TalkingClipDataset(torch.utils.data.Dataset):
         face_boxes = np.full((P, T, 4), np.nan, np.float32)
         speaking = np.full((P, T), np.nan, np.float32)
         kpts: list[np.ndarray | None] = [None] * P
+        landmarks = self.spec.face_mask == "landmarks"
+        H_out, W_out = self.spec.height, self.spec.width
         for row in range(n_rows):
             tid = int(tids[row])
             if tid not in track_ids:
@@ -378,7 +399,11 @@ class TalkingClipDataset(torch.utils.data.Dataset):
                 if kpts[p] is None or kpts[p].shape[1] != kp.shape[0]:
                     kpts[p] = np.full((T, kp.shape[0], 3), np.nan, np.float32)
                 kpts[p][f] = kp
-            if d["face_box"][row] is not None:
+            seed_box = (landmark_face_box(_kp_133_or_59(kp), boxes[p, f], image_size=(H_out, W_out))
+                        if landmarks and kp is not None else None)
+            if seed_box is not None and np.isfinite(seed_box).all():
+                face_boxes[p, f] = seed_box
+            elif d["face_box"][row] is not None:
                 face_boxes[p, f] = _apply_box(np.asarray(d["face_box"][row], np.float32), tf)
             elif kp is not None:
                 fb = head_face_box(kp, boxes[p, f])
