@@ -202,16 +202,13 @@ def head_face_box(kpts: np.ndarray, person_box: np.ndarray | None, thr: float = 
 
 
 def box_mask(box: np.ndarray | None, hw: tuple[int, int]) -> np.ndarray:
-    """``(H, W)`` float32 {0, 1} mask of a box (None / NaN -> zeros)."""
-    h, w = hw
-    m = np.zeros((h, w), dtype=np.float32)
-    if box is None or not np.isfinite(box).all():
-        return m
-    x1, y1, x2, y2 = box
-    x1, x2 = int(np.clip(np.floor(x1), 0, w)), int(np.clip(np.ceil(x2), 0, w))
-    y1, y2 = int(np.clip(np.floor(y1), 0, h)), int(np.clip(np.ceil(y2), 0, h))
-    m[y1:y2, x1:x2] = 1.0
-    return m
+    """``(H, W)`` float32 {0, 1} mask of a box x1, y1, x2, y2 px (None / NaN -> zeros); the rasteriser
+    of :func:`talkset.covog.face_mask.box_face_masks`."""
+    from talkset.covog.face_mask import box_face_masks
+
+    if box is None:
+        return np.zeros(hw, dtype=np.float32)
+    return box_face_masks(np.asarray(box, dtype=np.float32), hw)
 
 
 def render_pose(keypoints_list: list[np.ndarray], hw: tuple[int, int], keypoints: int = 59) -> np.ndarray:
