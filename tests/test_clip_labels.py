@@ -167,3 +167,27 @@ def test_overlay_rule_on_masks():
     tall[0:100, 0:50] = True  # taller than 25 % of the frame: not a line of text
     assert overlay.overlay_boxes([tall, tall]) == []
     assert overlay.overlay_share([]) is None
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_collect_stores_the_labels_in_clips_and_shots(tmp_path, cases):
+    from conftest import cut
+
+    from talkset.flows.collect import collect
+    from talkset.storage.catalog import connect
+
+    interview = cut(clip("visualvoice_interview.mp4"), tmp_path / "interview4.mp4", 0.0, 4.0)
+    root = tmp_path / "root"
+    summary = collect(sources=[str(cases["overlays"]), str(interview)], root=str(root),
+                      config={"annotate": False, "split_screens": "reject"})
+    assert summary["clips_kept"] == 1 and summary["failures"] == 0, summary
+    con = connect(root)
+    (lay, seams, ov, occ, n), = con.execute(
+        "SELECT layout, seams, overlay_share, occlusion_share, num_people FROM clips").fetchall()
+    assert lay == "single" and seams == [] and n == 2
+    assert 0.5 * DRAWN_AREA / FRAME_AREA <= ov <= 1.05 * DRAWN_AREA / FRAME_AREA and 0.0 <= occ <= 0.1
+    shots = con.execute("SELECT source, kept, reason, layout, seams FROM shots ORDER BY source").fetchall()
+    assert len(shots) == 2, shots
+    split = [r for r in shots if not r[1]]
+    assert len(split) == 1 and split[0][2] == "layout=split" and split[0][3] == "split", shots
+    assert len(split[0][4]) == 1 and abs(split[0][4][0] - 0.5) <= 0.02

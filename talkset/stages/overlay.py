@@ -39,7 +39,11 @@ shot are outside it), a ticker's band where text passed. Measured figures are in
 
 Occlusion share (:func:`occlusion_share`)
 -----------------------------------------
-From the counted person tracks of a shot: a person-frame is **occluded** when another person's box
+From the person tracks of a shot: every track whose median box is at least the people stage's
+``min_box_frac`` of the frame, however short, less nested duplicate boxes, not only the counted
+people (occlusion breaks tracks: on the constructed case below the hidden man's full-rate track
+fell into pieces of 41, 47 and 18 of 100 frames, none of them counted). A person-frame is
+**occluded** when another person's box
 in the same frame covers more than ``OCCLUDED`` (30 %) of its box area and is in front of it or
 level with it. In front: its bottom edge is lower (larger y2: nearer the camera on a floor seen from
 about eye height); level: the bottoms are within ``_TIE`` (3 %) of the taller box's height (both at
@@ -49,6 +53,12 @@ covered by one that stands clearly higher (behind it) is the one in front and do
 with none). A detector box of a half-hidden person often covers only the visible half, so this
 counts occlusion that leaves the boxes overlapping; a person fully hidden behind another is not a
 track at all.
+
+Measured (``tests/test_clip_labels.py``, 4 s cuts, YOLO11n-pose boxes, 2-core VM): overlays drawn on
+the blackjournal two-shot (timer, changing caption, L-bar ticker: 0.1445 of the frame drawn) 0.096,
+the clean two-shot, the shared interview, debate and restaurant 0.000 (the debate's own countdown
+lies on a person's box: not counted); occlusion of the two-shot with the woman pasted again in
+front of the man 0.41 at the full rate (0.52 on the sparse pass) against 0.02 (0.05) clean.
 """
 
 from __future__ import annotations

@@ -64,7 +64,11 @@ class PeopleStage(Stage):
     one :class:`talkset.items.PersonTrack` per counted person, ids 0..n-1 left to
     right by median box centre x, ``frame_idx`` = clip frame (tick at ``start_s + k/clip_fps``),
     boxes and keypoints in source-video pixels. Rejected shots come back with ``kept=False``,
-    ``reason`` ``"people=<n>"`` or ``"camera_motion=<value:.4f>"`` and no tracks (not an error).
+    ``reason`` ``"people=<n>"``, ``"camera_motion=<value:.4f>"``, ``"layout=split"``,
+    ``"overlay=<share:.2f>"`` or ``"occlusion=<share:.2f>"`` and no tracks (not an error). Every shot
+    gets ``layout``, ``seams``, ``overlay_share`` and ``occlusion_share`` (:mod:`talkset.stages.overlay`;
+    the sparse pass measures the same layout and overlays as the full-rate one, occlusion on its
+    frames only, and a shot it rejects keeps its values).
     Raises :class:`StageError` when the video is missing, cannot be decoded, or the shot has no
     frames.
 
@@ -91,6 +95,8 @@ class PeopleStage(Stage):
             frame in order, so the tracks equal those of ``batch=1``).
         device: "auto" (cuda:0 if available, else cpu), or a torch device string.
         tracker: Ultralytics tracker config (ByteTrack).
+        split_screens: ``"keep"`` (label them) or ``"reject"`` shots whose layout is ``split``.
+        max_overlay_share, max_occlusion_share: reject above these shares (``None``: keep).
     """
 
     name: ClassVar[str] = "people"
