@@ -11,6 +11,7 @@ sampled frame and their ratio, measured in one run (so machine load affects both
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ def main(path: Path = CLIP, repeats: int = 3) -> None:
         meter.overlay_share()
         meter_s.append((time.process_time() - t) / len(frames))
         t = time.process_time()
-        for a, b in zip(grays, grays[1:]):
+        for a, b in pairwise(grays):
             np.packbits(overlay.text_change(a, b))
         mask_s.append((time.process_time() - t) / (len(grays) - 1))
     m, k = min(meter_s) * 1e3, min(mask_s) * 1e3

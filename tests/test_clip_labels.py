@@ -191,3 +191,20 @@ def test_collect_stores_the_labels_in_clips_and_shots(tmp_path, cases):
     split = [r for r in shots if not r[1]]
     assert len(split) == 1 and split[0][2] == "layout=split" and split[0][3] == "split", shots
     assert len(split[0][4]) == 1 and abs(split[0][4][0] - 0.5) <= 0.02
+
+
+def test_a_moving_camera_leaves_overlays_unmeasured(tmp_path):
+    import camera_cases
+
+    from talkset import media
+    from talkset.stages.camera import CameraMotionMeter
+
+    shares = []
+    for pan in (0.0, 30.0):  # interview | debate + timer + ticker; then its right panel panning 30 px/s
+        path = camera_cases.split_overlay(clip("visualvoice_interview.mp4").parent, tmp_path / f"s{pan:g}.mp4", pan)
+        meter = CameraMotionMeter(10)
+        for k, _t, img in media.iter_frames(str(path), 0.0, 4.0, fps=25.0):
+            meter.add(k, img)
+        shares.append(meter.overlay_share())
+    assert shares[0] is not None and shares[0] > 0  # without person boxes: the timer (measured 0.003)
+    assert shares[1] is None  # no pair with a still camera: nothing measured

@@ -57,7 +57,10 @@ track at all.
 Measured (``tests/test_clip_labels.py``, 4 s cuts, YOLO11n-pose boxes, 2-core VM): overlays drawn on
 the blackjournal two-shot (timer, changing caption, L-bar ticker: 0.1445 of the frame drawn) 0.096,
 the clean two-shot, the shared interview, debate and restaurant 0.000 (the debate's own countdown
-lies on a person's box: not counted); occlusion of the two-shot with the woman pasted again in
+lies on a person's box: not counted; the timer and ticker drawn over the people of the interview |
+debate composite of ``tests/camera_cases.py`` give 0.015, the ticker's stretch outside the boxes:
+a row rule for tickers across people was tried and dropped, as the interview's waving hand changes
+as many pixels of its rows, 0.19 of them, as that ticker, 0.23-0.28); occlusion of the two-shot with the woman pasted again in
 front of the man 0.41 at the full rate (0.52 on the sparse pass) against 0.02 (0.05) clean.
 """
 
