@@ -76,6 +76,11 @@ class CollectConfig(Config):
     # output run one after another, the others at the same time (False: all in sequence)
     filter_fps: float | None = None
     parallel_stages: bool = True
+    # editing artifacts and occlusion (issue 11 §6, talkset.stages.overlay): measured and stored on every
+    # shot; these reject: split_screens keep | reject, max_overlay_share / max_occlusion_share (None: keep)
+    split_screens: str = "keep"
+    max_overlay_share: float | None = None
+    max_occlusion_share: float | None = None
     # clip
     clip_fps: float = 25.0
     audio_rate: int = 16000
@@ -110,6 +115,7 @@ class CollectConfig(Config):
 PRESETS: dict[str, dict[str, Any]] = {
     "mit": {"clip_fps": 25.0, "min_shot_s": 126 / 25, "min_people": 2, "max_people": 4},
 }
+PRESETS["mit"]["split_screens"] = "reject"  # MIT Sec. 3: "avoiding ... editing artifacts" (issue 11 §6)
 
 
 def preset(name: str) -> dict[str, Any]:

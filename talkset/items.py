@@ -64,6 +64,11 @@ class Shot:
     reason: str = ""
     num_people: int = 0
     camera_motion: float | None = None
+    # issue 11 §6, people stage (talkset.stages.layout / overlay): per shot; a trimmed clip inherits them
+    layout: str | None = None  # "single" | "split"
+    seams: list[float] | None = None  # split-screen seams, shares of the width, left to right
+    overlay_share: float | None = None  # share of the frame covered by changing burned-in overlays
+    occlusion_share: float | None = None  # share of person-frames > 30 % covered by a box in front or level
 
 
 @dataclass

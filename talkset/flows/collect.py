@@ -44,6 +44,7 @@ from talkset.flows.runner import StagePool, init_ray, stage_gpus  # noqa: E402
 from talkset.items import Clip, Shot, Source, clip_id_for, source_id_for  # noqa: E402
 from talkset.sources import read_sources  # noqa: E402
 from talkset.stages.base import StageError  # noqa: E402
+from talkset.stages.write import shot_labels  # noqa: E402
 from talkset.storage.root import DatasetRoot  # noqa: E402
 
 log = logging.getLogger("talkset.collect")
@@ -73,6 +74,9 @@ def build_stages(cfg: CollectConfig, run_id: str) -> dict[str, Any]:
             min_box_frac=cfg.min_box_frac,
             **({"max_camera_motion": cfg.max_camera_motion} if cfg.max_camera_motion is not None else {}),
             **({"filter_fps": cfg.filter_fps} if cfg.filter_fps is not None else {}),
+            split_screens=cfg.split_screens,  # issue 11 §6
+            max_overlay_share=cfg.max_overlay_share,
+            max_occlusion_share=cfg.max_occlusion_share,
         ),
         "clip": ClipStage(root=cfg.root, fps=cfg.clip_fps, audio_rate=cfg.audio_rate, crf=cfg.crf),
     }
@@ -136,7 +140,9 @@ def _process_shot(state: RunState, video: Source, shot: Shot) -> Shot:
     row = None if shot.reason else state.root.committed_clip_row(video.source_id, clip_id)
     if row is not None:
         state.add(clips_resumed=1, clips_kept=1)
-        return replace(shot, kept=True, reason="", num_people=row["num_people"], camera_motion=row["camera_motion"])
+        labels = {k: row.get(k) for k in ("layout", "seams", "overlay_share", "occlusion_share")}  # issue 11 §6
+        return replace(shot, kept=True, reason="", num_people=row["num_people"], camera_motion=row["camera_motion"],
+                       **labels)
     if shot.reason:  # too_short: decided by the shots stage
         return shot
     item = Clip(source=video, shot=shot, clip_id=clip_id, clip_fps=cfg.clip_fps)
@@ -220,6 +226,7 @@ def _process_source(state: RunState, source: str, source_id: str, summary: dict,
                 "camera_motion": s.camera_motion,
                 "clip_id": clip_id,
                 "run_id": state.run_id,
+                **shot_labels(s),  # issue 11 §6
             }
         )
     root.write_shard("shots", source_id, "shots", rows, {"run_id": state.run_id, "source": source})

@@ -93,7 +93,7 @@ import math
 import numpy as np
 
 from talkset import media
-from talkset.stages import layout
+from talkset.stages import layout, overlay
 
 _MOTION_SIDE = 320  # longer side of the frames compared, px
 _GRID = (8, 6)  # corner cells (x, y)
@@ -264,9 +264,10 @@ class CameraMotionMeter:
         self.height = 0
         self._prev: tuple[int, np.ndarray, np.ndarray] | None = None
         self._pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # p0, p1, on-person-in-pair
+        self._text: list[np.ndarray] = []  # per pair: packed text-change mask (talkset.stages.overlay)
         self._boxes: list[np.ndarray] = []  # every sample's boxes (shrunk frame px)
         self._profiles: list[np.ndarray] = []
-        self._result: tuple[list[float], int, list[tuple[int, float]], list[float | None]] | None = None
+        self._result: tuple[list[float], int, list[tuple[int, float]], list[float | None], list[int]] | None = None
 
     def add(self, k: int, frame_bgr: np.ndarray, person_boxes: np.ndarray | None = None) -> None:
         if k % self.stride:
@@ -282,6 +283,7 @@ class CameraMotionMeter:
             p0, p1 = track_points(self._prev[1], gray)
             on_person = _in_boxes(p0, self._prev[2]) | _in_boxes(p1, boxes)
             self._pairs.append((p0, p1, on_person))
+            self._text.append(np.packbits(overlay.text_change(self._prev[1], gray, self._prev[2], boxes)))
         self._prev = (k, gray, boxes)
         self._result = None
 
@@ -293,8 +295,9 @@ class CameraMotionMeter:
         all_boxes = np.concatenate(self._boxes) if self._boxes else np.zeros((0, 4))
         per_panel: list[list[float]] = [[] for _ in cols]
         per_pair: list[float] = []
+        still_pairs: list[int] = []  # pairs whose camera stood still (every panel), for the overlay measure
         masked = 0
-        for p0, p1, on_person in self._pairs:
+        for i, (p0, p1, on_person) in enumerate(self._pairs):
             never = ~_in_boxes(p0, all_boxes) & ~_in_boxes(p1, all_boxes)
             best: float | None = None
             pair_masked = True
@@ -319,8 +322,10 @@ class CameraMotionMeter:
             if best is not None:
                 per_pair.append(best)
                 masked += int(pair_masked)
+                if best <= overlay._STILL_MOTION:
+                    still_pairs.append(i)
         panel_values = [float(np.percentile(v, _PERCENTILE)) if len(v) >= _MIN_PAIRS else None for v in per_panel]
-        self._result = (per_pair, masked, seams, panel_values)
+        self._result = (per_pair, masked, seams, panel_values, still_pairs)
         return self._result
 
     @property
@@ -343,6 +348,25 @@ class CameraMotionMeter:
     def value(self) -> float | None:
         vals = [v for v in self.panel_values if v is not None]
         return max(vals) if vals else None
+
+    def text_masks(self) -> list[np.ndarray]:
+        """Text-change masks (bool (H, W), the 320 px frame) of the pairs whose camera stood still
+        (:mod:`talkset.stages.overlay`, steps 1-2)."""
+        n = self.height * self.width
+        return [np.unpackbits(self._text[i], count=n).astype(bool).reshape(self.height, self.width)
+                for i in self._compute()[4]]
+
+    def overlay_share(self) -> float | None:
+        """Share of the frame covered by burned-in overlays that change (:func:`talkset.stages.overlay.overlay_share`);
+        ``None`` when no pair had a still camera."""
+        return overlay.overlay_share(self.text_masks(), (self.height, self.width))
+
+    def layout(self) -> tuple[str, list[float]]:
+        """``("single", [])`` or ``("split", seams as shares of the width, left to right)``."""
+        seams = self.seams
+        if not seams or not self.width:
+            return "single", []
+        return "split", [c / self.width for c, _ in seams]
 
 
 def camera_motion(

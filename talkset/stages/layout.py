@@ -25,7 +25,9 @@ stronger edge within 15 % of the width.
 
 Panels are the column ranges between seams (:func:`panels`). :func:`measure_layout` gives a
 time range of a video its layout, ``"single"`` or ``"split"`` with the seams as shares of the
-width (a per-clip measure; not yet stored in the ``clips`` table nor used as a filter).
+width. The people stage stores the layout of every shot (``clips`` / ``shots`` columns ``layout``,
+``seams``, from :meth:`talkset.stages.camera.CameraMotionMeter.layout`, issue 11 §6) and rejects split
+screens with ``split_screens="reject"`` (the MIT preset).
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ import numpy as np
 
 from talkset import env, media, provenance, weights
 from talkset.items import Clip, PersonTrack
+from talkset.stages import overlay
 from talkset.stages.base import Resources, Stage, StageError
 from talkset.stages.camera import CameraMotionMeter, camera_motion, pair_motion  # noqa: F401
 
@@ -63,7 +64,11 @@ class PeopleStage(Stage):
     one :class:`talkset.items.PersonTrack` per counted person, ids 0..n-1 left to
     right by median box centre x, ``frame_idx`` = clip frame (tick at ``start_s + k/clip_fps``),
     boxes and keypoints in source-video pixels. Rejected shots come back with ``kept=False``,
-    ``reason`` ``"people=<n>"`` or ``"camera_motion=<value:.4f>"`` and no tracks (not an error).
+    ``reason`` ``"people=<n>"``, ``"camera_motion=<value:.4f>"``, ``"layout=split"``,
+    ``"overlay=<share:.2f>"`` or ``"occlusion=<share:.2f>"`` and no tracks (not an error). Every shot
+    gets ``layout``, ``seams``, ``overlay_share`` and ``occlusion_share`` (:mod:`talkset.stages.overlay`;
+    the sparse pass measures the same layout and overlays as the full-rate one, occlusion on its
+    frames only, and a shot it rejects keeps its values).
     Raises :class:`StageError` when the video is missing, cannot be decoded, or the shot has no
     frames.
 
@@ -90,6 +95,8 @@ class PeopleStage(Stage):
             frame in order, so the tracks equal those of ``batch=1``).
         device: "auto" (cuda:0 if available, else cpu), or a torch device string.
         tracker: Ultralytics tracker config (ByteTrack).
+        split_screens: ``"keep"`` (label them) or ``"reject"`` shots whose layout is ``split``.
+        max_overlay_share, max_occlusion_share: reject above these shares (``None``: keep).
     """
 
     name: ClassVar[str] = "people"
@@ -112,8 +119,14 @@ class PeopleStage(Stage):
     batch: int = 8
     device: str = "auto"
     tracker: str = "bytetrack.yaml"
+    # issue 11 §6: editing artifacts and occlusion (talkset.stages.layout / overlay); keep and label by default
+    split_screens: str = "keep"
+    max_overlay_share: float | None = None
+    max_occlusion_share: float | None = None
 
     def __post_init__(self) -> None:
+        if self.split_screens not in ("keep", "reject"):
+            raise ValueError(f"split_screens must be 'keep' or 'reject', got {self.split_screens!r}")
         self._model = None
         self._device = None
 
@@ -256,21 +269,26 @@ class PeopleStage(Stage):
             )
         frame_area = float(h * w)
         people: list[tuple[float, PersonTrack]] = []
+        seen: list[tuple[float, PersonTrack]] = []  # tracks of any presence with a big enough box
         for tid, d in raw.items():
             boxes = np.asarray(d["boxes"], dtype=np.float32)
             boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
             boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
             area = np.median((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
-            if len(boxes) < self.presence_frac * n or area < self.min_box_frac * frame_area:
+            if area < self.min_box_frac * frame_area:
                 continue
             cx = float(np.median((boxes[:, 0] + boxes[:, 2]) / 2))
-            people.append((cx, PersonTrack(
+            seen.append((cx, PersonTrack(
                 track_id=tid,
                 frame_idx=np.asarray(d["frame_idx"], dtype=np.int32),
                 boxes=boxes,
                 scores=np.asarray(d["scores"], dtype=np.float32),
                 body_kpts=np.asarray(d["kpts"], dtype=np.float32).reshape(-1, 17, 3),
             )))
+            if len(boxes) >= self.presence_frac * n:
+                people.append(seen[-1])
+        # issue 11 §6: occlusion on every big-enough track, however short (occlusion breaks tracks: overlay docstring)
+        occ = overlay.occlusion_share([p[1] for p in _drop_nested(seen, self.max_nested)])
         people = _drop_nested(people, self.max_nested)
         people.sort(key=lambda p: p[0])
         tracks = [p[1] for p in people]
@@ -279,13 +297,23 @@ class PeopleStage(Stage):
 
         motion = meter.value()
         n_people = len(tracks)
+        # issue 11 §6: layout, overlays, occlusion (talkset.stages.overlay docstring); measured on every shot
+        lay, seams = meter.layout()
+        ov = meter.overlay_share()
+        labels = {"layout": lay, "seams": seams, "overlay_share": ov, "occlusion_share": occ}
         if not (self.min_people <= n_people <= self.max_people):
             kept, reason, tracks = False, f"people={n_people}", []
         elif motion is not None and motion > self.max_camera_motion:
             kept, reason, tracks = False, f"camera_motion={motion:.4f}", []
+        elif self.split_screens == "reject" and lay == "split":
+            kept, reason, tracks = False, "layout=split", []
+        elif self.max_overlay_share is not None and ov is not None and ov > self.max_overlay_share:
+            kept, reason, tracks = False, f"overlay={ov:.2f}", []
+        elif self.max_occlusion_share is not None and occ is not None and occ > self.max_occlusion_share:
+            kept, reason, tracks = False, f"occlusion={occ:.2f}", []
         else:
             kept, reason = True, ""
-        new_shot = replace(shot, num_people=n_people, camera_motion=motion, kept=kept, reason=reason)
+        new_shot = replace(shot, num_people=n_people, camera_motion=motion, kept=kept, reason=reason, **labels)
         return replace(task, shot=new_shot, person_tracks=tracks, models={**task.models, **self.model_info()})
 
 

@@ -135,7 +135,15 @@ def clip_row(task: Clip, root: DatasetRoot, run_id: str) -> dict:
         "camera_motion": task.shot.camera_motion,
         "run_id": run_id,
         "created_at": datetime.now(timezone.utc),
+        **shot_labels(task.shot),
     }
+
+
+def shot_labels(shot) -> dict:
+    """The issue 11 §6 columns of a shot (``layout``, ``seams``, ``overlay_share``, ``occlusion_share``;
+    :mod:`talkset.stages.overlay`) for the ``clips`` and ``shots`` rows."""
+    return {"layout": shot.layout, "seams": shot.seams, "overlay_share": shot.overlay_share,
+            "occlusion_share": shot.occlusion_share}
 
 
 @dataclass

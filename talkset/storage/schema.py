@@ -42,6 +42,11 @@ CLIPS = pa.schema(
         ("camera_motion", pa.float32()),
         ("run_id", pa.string()),
         ("created_at", pa.timestamp("us", tz="UTC")),
+        # issue 11 §6 (talkset.stages.layout / overlay): editing artifacts and occlusion, per shot
+        ("layout", pa.string()),  # single | split
+        ("seams", pa.list_(F32)),  # split-screen seams as shares of the width, left to right ([] single)
+        ("overlay_share", F32),  # share of the frame under changing burned-in overlays; null: camera never still
+        ("occlusion_share", F32),  # share of person-frames > 30 % covered by a box in front or level
     ]
 )
 
@@ -78,11 +83,16 @@ SHOTS = pa.schema(
         ("start_s", pa.float64()),
         ("end_s", pa.float64()),
         ("kept", pa.bool_()),
-        ("reason", pa.string()),  # why rejected ('' when kept): too_short, people=1, camera_motion=...
+        ("reason", pa.string()),  # why rejected ('' when kept): too_short, people=1, camera_motion=..., layout=split
         ("num_people", pa.int32()),
         ("camera_motion", pa.float32()),
         ("clip_id", pa.string()),
         ("run_id", pa.string()),
+        # issue 11 §6, as in CLIPS (null for shots the people stage did not measure: too_short, errors)
+        ("layout", pa.string()),
+        ("seams", pa.list_(F32)),
+        ("overlay_share", F32),
+        ("occlusion_share", F32),
     ]
 )
 
