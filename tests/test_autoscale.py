@@ -66,7 +66,7 @@ def _drive(threads: int, items: int, chain) -> list:
         try:
             for k in range(items):
                 out.append(chain(f"{t}-{k}"))
-        except BaseException as exc:  # surfaced below
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
             errors.append(exc)
 
     ths = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
@@ -155,3 +155,67 @@ def test_a_cap_from_config_and_the_cpu_check_of_start_pools(ray_4cpu, tmp_path):
     with pytest.raises(ValueError, match=r"ask for \d+(\.\d+)? CPUs but the Ray cluster has 4"):
         start_pools(cfg, build_stages(cfg, "cpu-ask"))
     assert time.perf_counter() - t0 < 5
+
+
+def test_driver_keeps_nothing_per_finished_source(tmp_path, prefect_api):
+    """A functional check (not a timing): ``collect`` on 40 tiny generated sources (1 s each, one
+    too-short shot): Prefect's per-task-run State objects and the flow's dependency-tracking
+    ``run_results`` in the driver do not grow with the finished sources (before the fix: one State
+    copy per task run, two per source), and every source's summary row comes back from the spill."""
+    import gc
+    import json
+    import os
+
+    from prefect.client.schemas.objects import State
+    from prefect.context import FlowRunContext
+
+    from talkset.flows.collect import collect
+    from talkset.media import run_ffmpeg
+
+    n = 40
+    tiny = tmp_path / "tiny.mp4"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=1", "-f", "lavfi", "-i",
+                "sine=frequency=440:sample_rate=16000:duration=1", "-c:v", "libx264", "-preset", "ultrafast",
+                "-c:a", "aac", "-shortest", str(tiny)], "tiny source")
+    srcs = []
+    for i in range(n):
+        p = tmp_path / f"tiny_{i:03d}.mp4"
+        os.link(tiny, p)
+        srcs.append(str(p))
+    root = tmp_path / "root"
+    shards = root / "tables" / "shots"
+    seen: dict[int, tuple[int, int]] = {}
+    stop = threading.Event()
+
+    def count() -> tuple[int, int]:
+        gc.collect()  # count what is held, not garbage awaiting the collector
+        objs = gc.get_objects()
+        states = sum(1 for o in objs if issubclass(type(o), State))  # type(): no __class__ lookups
+        ctxs = [o for o in objs if type(o) is FlowRunContext]
+        return states, max((len(c.run_results) for c in ctxs), default=0)
+
+    def watch() -> None:
+        while not stop.wait(0.2):
+            done = sum(1 for _ in shards.rglob("*.parquet")) if shards.exists() else 0
+            for mark in (10, n - 6):
+                if done >= mark and mark not in seen:
+                    seen[mark] = (done, *count())
+
+    w = threading.Thread(target=watch, daemon=True)
+    w.start()
+    try:
+        summary = collect(sources=srcs, root=str(root), run_id="mem",
+                          config={"annotate": False, "max_sources_in_flight": 3, "progress_every_s": 3600})
+    finally:
+        stop.set()
+        w.join()
+    print("driver at (finished sources, State objects, run_results entries):", seen)
+    assert summary["sources"] == n and summary["failures"] == 0
+    assert [r["source"] for r in summary["per_source"]] == srcs  # submission order, from the spill
+    lines = (root / "_runs" / "mem.sources.jsonl").read_text().splitlines()
+    assert len(lines) == n and {json.loads(x)["i"] for x in lines} == set(range(n))
+    (d1, states1, _linked1), (d2, states2, linked2) = seen[10], seen[n - 6]
+    assert d2 - d1 >= 20, seen
+    # before: >= 2 more State objects and ~20 more run_results entries per finished source
+    assert states2 - states1 < 0.25 * (d2 - d1), seen
+    assert linked2 <= 60, seen  # bounded by the sources in flight, not the finished ones
