@@ -42,6 +42,7 @@ the call is retried up to ``max_task_retries`` times; past that the item becomes
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import socket
@@ -49,12 +50,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import ray
 
 from talkset import env
 from talkset.stages.base import Stage, StageError
+
+log = logging.getLogger("talkset.runner")
 
 INTERVALS_KEPT = 256  # per stage, for the run summary (bounded: the driver's memory stays flat)
 
@@ -253,8 +256,8 @@ class StagePool:
             self._record_count()
         try:
             ray.kill(actor, no_restart=True)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        except Exception as exc:  # noqa: BLE001 - already gone
+            log.debug("%s: retiring an actor: %s", self.name, exc)
 
     def run(self, item: Any) -> Any:
         """Process ``item`` on a free actor; returns the stage's output or raises
@@ -355,10 +358,10 @@ class Balancer:
         while not self._stop.wait(self.every_s):
             try:
                 self.step()
-            except Exception:  # noqa: BLE001 - balancing is an optimisation; the run goes on with what it has
-                pass
+            except Exception as exc:  # noqa: BLE001 - balancing is an optimisation; the run goes on with what it has
+                log.warning("stage pool balancing failed (the pools keep their actors): %s", exc)
 
-    def __enter__(self) -> Balancer:
+    def __enter__(self) -> Self:
         if self.pools:
             self._thread = threading.Thread(target=self._loop, name="talkset-balancer", daemon=True)
             self._thread.start()
