@@ -147,9 +147,11 @@ class StagePool:
         self.num_gpus = gpus
         self.num_cpus = float(res.cpus)
         self.autoscale = num_actors is None
-        self.min_actors = max(1, int(min_actors)) if self.autoscale else max(1, int(num_actors))
-        self.max_actors = (None if max_actors is None else max(self.min_actors, int(max_actors))) if self.autoscale \
-            else self.min_actors
+        if self.autoscale:
+            self.min_actors = max(1, int(min_actors))
+            self.max_actors = None if max_actors is None else max(self.min_actors, int(max_actors))
+        else:
+            self.min_actors = self.max_actors = max(1, int(num_actors))
         self._opts = dict(
             num_cpus=res.cpus,
             num_gpus=gpus,
