@@ -12,8 +12,8 @@ one :class:`Balancer` thread in the driver looks at every autoscaling pool each
 
 1. *Grow the bottleneck.* Among the pools with flow threads waiting for an actor, the one with
    the largest ``queued items x measured seconds per item`` (mean wall seconds inside the actors;
-   a stage grows only once one of its items has finished: before that the only time the driver
-   sees includes starting the actor) gets one more actor, if that
+   before the first item ends, the oldest running item's age counted from when the pool's first
+   actor finished loading: the people stage's first shot can take minutes) gets one more actor, if that
    queued work is at least one balancing interval (a write stage that waits 10 ms never grows),
    it is below its ``max_actors`` (config ``max_actors: {stage: n}``; else only the cluster
    bounds it) and ``ray.available_resources()`` has room for one more actor's CPUs (and GPUs).
@@ -167,6 +167,10 @@ class StagePool:
         for a in self.actors:
             self._put_free(a)
         self._pending: list = []  # (actor, ready ref): added, still loading
+        # the first actor's setup end (seen by the balancer): before an item ends, a running item's
+        # age counted from there is a lower bound of its seconds that excludes the actor's start-up
+        self._boot = [a.device.remote() for a in self.actors]
+        self._ready_at: float | None = None
         self.stats = StageStats()
         self._lock = threading.Lock()
         self.waiting = 0  # flow threads waiting for a free actor
@@ -195,10 +199,15 @@ class StagePool:
 
     # -- balancing (autoscaling pools) ----------------------------------------------------------
     def seconds_per_item(self) -> float:
-        """Mean wall seconds inside the actors per finished item; 0.0 before the first one ends
-        (the first items' time in the driver includes starting the actor's process and its models)."""
+        """Mean wall seconds inside the actors per finished item; before the first one ends, the age
+        of the oldest running item counted from when the pool's first actor was ready (a lower bound
+        without the actor's start-up); 0.0 while no actor is ready."""
         with self._lock:
-            return self.stats.seconds / self.stats.items if self.stats.items else 0.0
+            if self.stats.items:
+                return self.stats.seconds / self.stats.items
+            if self.started and self._ready_at is not None:
+                return max(0.0, time.monotonic() - max(min(self.started), self._ready_at))
+            return 0.0
 
     def queued_seconds(self) -> float:
         """``queued items x seconds per item``: the work waiting for this stage (the bottleneck score)."""
@@ -218,6 +227,10 @@ class StagePool:
 
     def poll(self) -> None:
         """Move actors whose setup finished to the free ones (a setup that failed retires the actor)."""
+        if self._ready_at is None and self._boot:
+            ready, _ = ray.wait(self._boot, num_returns=1, timeout=0)
+            if ready:
+                self._ready_at, self._boot = time.monotonic(), []
         if not self._pending:
             return
         ready, _ = ray.wait([r for _, r in self._pending], num_returns=len(self._pending), timeout=0)
