@@ -232,9 +232,11 @@ def filter_cost(paths: list[Path]) -> dict:
 
 def driver_memory(n: int, work: Path) -> dict:
     """``collect`` on ``n`` tiny generated sources (1 s, 160x120 test pattern + tone: one shot,
-    too short to track): the driver's resident memory against the number of finished sources
-    (each finished source writes one ``shots`` shard). Returns the bytes held per finished source
-    (least-squares slope over the second half of the run) and the samples."""
+    too short to track): the driver's resident memory and its live Python objects (``gc``) against
+    the number of finished sources (each finished source writes one ``shots`` shard). Returns the
+    bytes and objects held per finished source (least-squares slopes over the second half of the
+    run) and the samples."""
+    import gc
     import threading
 
     import psutil
@@ -256,12 +258,17 @@ def driver_memory(n: int, work: Path) -> dict:
     shards = root / "tables" / "shots"
     proc = psutil.Process()
     samples: list[tuple[int, int]] = []
+    objects: list[tuple[int, int]] = []
     stop = threading.Event()
 
     def sample() -> None:
+        k = 0
         while not stop.wait(0.5):
             done = sum(1 for _ in shards.rglob("*.parquet")) if shards.exists() else 0
             samples.append((done, proc.memory_info().rss))
+            k += 1
+            if k % 10 == 0:  # every ~5 s: counting the live objects takes ~0.1 s
+                objects.append((done, len(gc.get_objects())))
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
@@ -273,15 +280,21 @@ def driver_memory(n: int, work: Path) -> dict:
         stop.set()
         th.join()
     wall = time.perf_counter() - t0
-    half = [(d, r) for d, r in samples if d >= n // 2]
     import numpy as np
 
-    slope = float(np.polyfit([d for d, _ in half], [r for _, r in half], 1)[0]) if len({d for d, _ in half}) > 2 else float("nan")
-    out = {"sources": n, "wall": wall, "bytes_per_source": slope, "rss_first": samples[0][1] if samples else 0,
-           "rss_last": samples[-1][1] if samples else 0, "failures": summary["failures"]}
+    def slope(pts: list[tuple[int, int]]) -> float:
+        half = [(d, v) for d, v in pts if d >= n // 2]
+        return float(np.polyfit([d for d, _ in half], [v for _, v in half], 1)[0]) if len({d for d, _ in half}) > 2 \
+            else float("nan")
+
+    out = {"sources": n, "wall": wall, "bytes_per_source": slope(samples), "objects_per_source": slope(objects),
+           "rss_first": samples[0][1] if samples else 0, "rss_last": samples[-1][1] if samples else 0,
+           "failures": summary["failures"],
+           "actors": {k: (v.get("actors_min"), v.get("actors_max")) for k, v in summary["stages"].items()}}
     print(f"driver memory: {n} tiny sources in {wall:.0f} s; RSS {out['rss_first'] / 2**20:.0f} -> "
-          f"{out['rss_last'] / 2**20:.0f} MiB; {slope:,.0f} bytes per finished source (second half, least squares)",
-          flush=True)
+          f"{out['rss_last'] / 2**20:.0f} MiB; {out['bytes_per_source']:,.0f} bytes and "
+          f"{out['objects_per_source']:.2f} live Python objects per finished source (second half, least squares); "
+          f"actors per stage (min, max) {out['actors']}", flush=True)
     return out
 
 

@@ -94,7 +94,11 @@ class CollectConfig(Config):
     asd_talkset_weights: str = "light-asd_finetuning_TalkSet.model"
     asd_ava_weights: str = "light-asd_pretrain_AVA_CVPR.model"
     # scale: actors per stage and bounded in-flight work (backpressure)
-    concurrency: dict[str, int] = field(default_factory=dict)  # stage name -> number of actors
+    concurrency: dict[str, int] = field(default_factory=dict)  # stage name -> fixed number of actors
+    # issue 15 §4: stages not in `concurrency` autoscale (1 actor to start; talkset.flows.runner's rule)
+    max_actors: dict[str, int] = field(default_factory=dict)  # stage name -> autoscaling cap (else the cluster)
+    autoscale_every_s: float = 1.0  # how often the driver's balancer looks at the queues
+    autoscale_idle_s: float = 30.0  # an autoscaled actor idle this long is retired (above the minimum)
     max_sources_in_flight: int = 2
     max_shots_in_flight: int = 2
     max_task_retries: int = 2  # Ray retries of a stage call after an actor dies

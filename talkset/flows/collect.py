@@ -40,7 +40,7 @@ from prefect.tasks import exponential_backoff  # noqa: E402
 
 from talkset.config import CollectConfig  # noqa: E402
 from talkset.flows.graph import Graph, clip_graph, run_clip  # noqa: E402
-from talkset.flows.runner import StagePool, init_ray, stage_gpus  # noqa: E402
+from talkset.flows.runner import Balancer, StagePool, init_ray, stage_gpus  # noqa: E402
 from talkset.items import Clip, Shot, Source, clip_id_for, source_id_for  # noqa: E402
 from talkset.sources import read_sources  # noqa: E402
 from talkset.stages.base import StageError  # noqa: E402
@@ -111,7 +111,9 @@ class RunState:
     clips_kept: int = 0
     clips_resumed: int = 0
     failures: int = 0
-    per_source: list = field(default_factory=list)
+    #: per-source summary rows, spilled as JSON lines to ``root/_runs/<run_id>.sources.jsonl`` as
+    #: sources finish (the driver keeps none of them in memory until the run's end)
+    sources_log: str | None = None
 
     def add(self, **kw: int) -> None:
         with self.lock:
@@ -241,21 +243,32 @@ def _process_source(state: RunState, source: str, source_id: str, summary: dict,
     return summary
 
 
+def _fixed_or_min(cfg: CollectConfig, name: str) -> int:
+    """Actors a stage starts with: its fixed ``concurrency`` count, else the autoscaling minimum 1."""
+    return max(1, int(cfg.concurrency.get(name) or 1))
+
+
 def _local_cpus_needed(stages: dict[str, Any], cfg: CollectConfig) -> int:
-    need = sum(st.resources.cpus * cfg.concurrency.get(name, 1) for name, st in stages.items())
-    return max(os.cpu_count() or 1, int(need + 0.999))
+    """Logical CPUs of a local Ray: what the starting actors ask for, at least the machine's cores,
+    plus the machine's cores again as room for autoscaling pools to grow (one math thread per actor)."""
+    need = sum(st.resources.cpus * _fixed_or_min(cfg, name) for name, st in stages.items())
+    grows = any(name not in cfg.concurrency for name in stages)
+    cores = os.cpu_count() or 1
+    return max(cores, int(need + 0.999)) + (cores if grows else 0)
 
 
 def start_pools(cfg: CollectConfig, stages: dict[str, Any]) -> tuple[dict[str, StagePool], dict]:
     """Connect to (or start) Ray and start every stage's actors. Returns ``(pools, ray_info)``.
 
-    Raises ``ValueError`` when the actors ask for more CPUs, or (on a cluster with GPUs) more
-    GPUs, than the cluster has (they would wait forever); a local Ray started here is shut down
-    first."""
+    A stage named in ``cfg.concurrency`` gets that many actors (fixed); the others get an
+    autoscaling pool (1 actor to start, at most ``cfg.max_actors[stage]`` where given; see
+    :mod:`talkset.flows.runner`). Raises ``ValueError`` when the starting actors (fixed counts and
+    the autoscaling minimum) ask for more CPUs, or (on a cluster with GPUs) more GPUs, than the
+    cluster has (they would wait forever); a local Ray started here is shut down first."""
     import ray
 
     ray_info = init_ray(cfg.ray_address, num_cpus=cfg.ray_num_cpus or _local_cpus_needed(stages, cfg))
-    asked = sum(st.resources.cpus * max(1, cfg.concurrency.get(name, 1)) for name, st in stages.items())
+    asked = sum(st.resources.cpus * _fixed_or_min(cfg, name) for name, st in stages.items())
     if asked > ray_info["cpus"]:
         if ray_info["started"]:
             ray.shutdown()
@@ -264,7 +277,7 @@ def start_pools(cfg: CollectConfig, stages: dict[str, Any]) -> tuple[dict[str, S
             "lower `concurrency` or add nodes (every actor must fit, or the run would wait forever)"
         )
     gpus = ray_info["gpus"]
-    asked_gpus = sum(stage_gpus(st) * max(1, cfg.concurrency.get(name, 1)) for name, st in stages.items())
+    asked_gpus = sum(stage_gpus(st) * _fixed_or_min(cfg, name) for name, st in stages.items())
     if cfg.use_gpus != "never" and gpus > 0 and asked_gpus > gpus + 1e-9:
         if ray_info["started"]:
             ray.shutdown()
@@ -274,7 +287,8 @@ def start_pools(cfg: CollectConfig, stages: dict[str, Any]) -> tuple[dict[str, S
             "(every actor must fit, or the run would wait forever)"
         )
     pools = {
-        name: StagePool(st, cfg.concurrency.get(name, 1), use_gpus=cfg.use_gpus, max_task_retries=cfg.max_task_retries)
+        name: StagePool(st, cfg.concurrency.get(name) or None, use_gpus=cfg.use_gpus,
+                        max_task_retries=cfg.max_task_retries, max_actors=cfg.max_actors.get(name))
         for name, st in stages.items()
     }
     return pools, ray_info
@@ -299,20 +313,83 @@ def heartbeat(state: RunState, every_s: float):
         stop.set()
 
 
+def _forget_finished(futures: list) -> None:
+    """Drop what Prefect keeps in the driver for task runs whose result was taken.
+
+    Measured (``benchmarks/throughput.py --memory``, tracemalloc diff between 20 and 66 finished
+    tiny sources, 2-core VM): the Python heap grew ~2.9 kB per finished source, most of it Prefect's
+    ``FlowRunContext.run_results`` (one State copy per task run plus ~20 entries per source: the
+    summary row's values and the download task's ``Source`` fields, kept for dependency tracking
+    when a result is passed to another task, which this flow never does) and the thread-pool task
+    runner's per-task ``cancel_event`` (kept until the flow ends)."""
+    from prefect.context import FlowRunContext
+    from prefect.utilities.engine import RunType
+
+    ctx = FlowRunContext.get()
+    if ctx is None:
+        return
+    for key, entry in list(ctx.run_results.items()):
+        if entry[1] == RunType.TASK_RUN and entry[0].is_final():
+            ctx.run_results.pop(key, None)
+    events = getattr(ctx.task_runner, "_cancel_events", None)
+    if isinstance(events, dict):
+        for f in futures:
+            events.pop(f.task_run_id, None)
+
+
 def run_sources(state: RunState, sources: list[str]) -> list[dict]:
-    """Submit one ``source`` task run per source, at most ``max_sources_in_flight`` at once;
-    returns their summary rows in submission order."""
+    """Submit one ``source`` task run per source, at most ``max_sources_in_flight`` at once, while a
+    :class:`~talkset.flows.runner.Balancer` sizes the autoscaling stage pools; returns their summary
+    rows in submission order.
+
+    Each finished source's row is appended to ``state.sources_log`` (JSON lines; a temporary file
+    when unset) and its Prefect future and states are released at once, so the driver's memory stays
+    flat however long the source list; the rows are read back at the end."""
+    import json
+    import tempfile
+
     limit = max(1, state.cfg.max_sources_in_flight)
-    pending, results = [], []
-    for src in sources:
-        while len(pending) >= limit:
-            final = [f.state.is_final() for f in pending]  # one look per future: states change meanwhile
-            results += [f.result() for f, done in zip(pending, final) if done]
-            pending = [f for f, done in zip(pending, final) if not done]
-            if len(pending) >= limit:
-                time.sleep(0.2)
-        pending.append(process_source.submit(state, src, source_id_for(src)))
-    return results + [f.result() for f in pending]
+    log_path = state.sources_log
+    own = log_path is None
+    if own:
+        fd, log_path = tempfile.mkstemp(prefix="talkset-sources-", suffix=".jsonl")
+        os.close(fd)
+    else:
+        open(log_path, "w").close()  # a re-used run id starts a fresh log
+    order: dict[str, int] = {}
+    pending: list = []
+
+    def take(done: list) -> None:
+        with open(log_path, "a") as fh:
+            for f in done:
+                fh.write(json.dumps({"i": order.pop(str(f.task_run_id)), "row": f.result()}, default=str) + "\n")
+        _forget_finished(done)
+
+    try:
+        with Balancer(state.pools, state.cfg.autoscale_every_s, state.cfg.autoscale_idle_s):
+            for i, src in enumerate(sources):
+                while len(pending) >= limit:
+                    final = [f.state.is_final() for f in pending]  # one look per future: states change meanwhile
+                    take([f for f, done in zip(pending, final) if done])
+                    pending = [f for f, done in zip(pending, final) if not done]
+                    if len(pending) >= limit:
+                        time.sleep(0.2)
+                fut = process_source.submit(state, src, source_id_for(src))
+                order[str(fut.task_run_id)] = i
+                pending.append(fut)
+            for f in pending:
+                f.wait()
+            take(pending)
+            pending = []
+        rows: list = [None] * len(sources)
+        with open(log_path) as fh:
+            for line in fh:
+                rec = json.loads(line)
+                rows[rec["i"]] = rec["row"]
+        return rows
+    finally:
+        if own:
+            os.unlink(log_path)
 
 
 def stage_stats(pools: dict[str, StagePool]) -> dict[str, dict]:
@@ -325,6 +402,11 @@ def stage_stats(pools: dict[str, StagePool]) -> dict[str, dict]:
             "cpu_seconds": round(p.stats.cpu_seconds, 2),
             "nodes": sorted(p.stats.nodes),
             "actors": len(p.actors),
+            "autoscale": p.autoscale,
+            "actors_min": p.actors_min,
+            "actors_max": p.actors_max,
+            #: ``[seconds since the pool started, actor count]`` at each change (bounded)
+            "actor_history": [[t, n] for t, n in p.actor_history],
             "gpus_per_actor": p.num_gpus,
             "devices": sorted(p.stats.devices),
             "intervals": [[i, round(a, 3), round(b, 3)] for i, a, b in p.stats.intervals],
@@ -362,7 +444,9 @@ def collect(
     stages = build_stages(cfg, run_id)
     t0 = time.perf_counter()
     pools, ray_info = start_pools(cfg, stages)
-    state = RunState(cfg=cfg, root=droot, run_id=run_id, pools=pools, sources=len(srcs), graph=clip_graph(stages))
+    state = RunState(cfg=cfg, root=droot, run_id=run_id, pools=pools, sources=len(srcs), graph=clip_graph(stages),
+                     sources_log=str(droot.runs_dir / f"{run_id}.sources.jsonl"))
+    droot.runs_dir.mkdir(parents=True, exist_ok=True)
     state.progress(f"run {run_id}: {len(srcs)} sources, ray {ray_info}, removed {stray} stray temp files")
     try:
         with heartbeat(state, cfg.progress_every_s):
@@ -404,6 +488,9 @@ def format_summary(s: dict) -> str:
         f"{s['failures']} failures, {s['seconds']:.1f} s",
         "  seconds per stage (compute inside actors): "
         + ", ".join(f"{k} {v:.1f}" for k, v in s["stage_seconds"].items()),
+        "  actors per stage over the run (min-max, * = autoscaled): "
+        + ", ".join(f"{k}{'*' if v.get('autoscale') else ''} {v.get('actors_min')}-{v.get('actors_max')}"
+                    for k, v in s.get("stages", {}).items()),
         f"  root: {s['root']}",
     ]
     return "\n".join(lines)
