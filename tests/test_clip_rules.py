@@ -1,0 +1,109 @@
+"""MIT's clip rules (issue 11 §3): trimming a shot to the spans where all its people are present
+(one clip per span), the face-size rules, and the ``mit`` preset.
+
+Span and face-size rules are checked on constructed track data; the flow on real footage
+(``dvscripts_blackjournal.mp4``), with these labels:
+
+- ``hide.mp4``: 9 s of the blackjournal two-shot (source 14-23 s: host left, guest right, one
+  static shot). A black 230x320 px box over the guest (x 250-480, y 40-360 of 480x360) fades in
+  over 4.0-4.6 s and out over 5.0-5.6 s (ffmpeg ``fade=alpha``; a hard box is a cut for
+  PySceneDetect, measured: it split the shot at both box edges). Measured with this stage's YOLO +
+  ByteTrack: the guest's track keeps its id across the gap and misses the frames in between, so
+  the host and guest are both present on two spans, before and after the box, each >= 3 s.
+- ``small.mp4``: 3.6 s of the same two-shot (source 30-33.6 s): at 480x360 the faces YuNet finds
+  average well under MIT's 64 x 64 px, so the ``min_face_area`` rule rejects the clip.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import clip
+
+from talkset.config import CollectConfig, preset
+from talkset.items import Clip, PersonTrack, Shot, Source, clip_id_for
+from talkset.media import run_ffmpeg
+from talkset.stages.align import face_size_reason
+from talkset.stages.people import clips_for_spans, gap_frames, min_frames, present_spans
+from talkset.storage.catalog import connect
+
+
+def _frames(*runs: tuple[int, int], drop: tuple[int, ...] = ()) -> np.ndarray:
+    f = np.concatenate([np.arange(a, b) for a, b in runs])
+    return f[~np.isin(f, drop)].astype(np.int32)
+
+
+# -- spans on constructed tracks -------------------------------------------------------------------
+
+def test_gaps_up_to_max_gap_are_filled():
+    a = _frames((0, 200), drop=tuple(range(50, 61)))  # 11 missing frames: difference 12
+    b = _frames((0, 200))
+    assert present_spans([a, b], 200, max_gap=12, min_len=75) == [(0, 200)]
+    # the same gap with a smaller allowance splits the shot: [0, 50) is too short, [61, 200) kept
+    assert present_spans([a, b], 200, max_gap=11, min_len=75) == [(61, 200)]
+
+
+def test_person_leaving_mid_shot_gives_two_clips_one_clip_or_none():
+    host = _frames((0, 300))
+    guest_away_mid = _frames((0, 120), (180, 300))  # away 120-179 (2.4 s)
+    assert present_spans([host, guest_away_mid], 300, max_gap=12, min_len=75) == [(0, 120), (180, 300)]
+    guest_arrives = _frames((100, 300))  # enters late: one span
+    assert present_spans([host, guest_arrives], 300, max_gap=12, min_len=75) == [(100, 300)]
+    guest_brief = _frames((0, 60), (250, 300))  # no common span of 75 frames
+    assert present_spans([host, guest_brief], 300, max_gap=12, min_len=75) == []
+    assert present_spans([], 300, max_gap=12, min_len=75) == []
+
+
+def test_mit_thresholds_in_frames():
+    cfg = preset("mit")
+    assert gap_frames(cfg["presence_gap_s"], cfg["clip_fps"]) == 12  # TalkNet numFailedDet
+    assert min_frames(cfg["min_shot_s"], cfg["clip_fps"]) == 126  # end - start > 125
+    assert min_frames(3.0, 25.0) == 75 and gap_frames(0.5, 25.0) == 12
+    mit = CollectConfig.from_dict(cfg)
+    assert mit.trim_to_present and mit.min_face_area == 4096 and mit.min_face_area_ratio == 0.5
+    assert not CollectConfig().trim_to_present and CollectConfig().min_face_area is None
+
+
+def _track(tid: int, frames: np.ndarray) -> PersonTrack:
+    n = len(frames)
+    boxes = np.stack([frames, frames + 1, frames + 10, frames + 20], axis=1).astype(np.float32)
+    return PersonTrack(tid, frames, boxes, np.full(n, 0.9, np.float32), np.zeros((n, 17, 3), np.float32))
+
+
+def test_clips_for_spans_cut_and_reindex_tracks():
+    src = Source(url="x.mp4", source_id="x-00000000")
+    shot = Shot("x-00000000", 3, 90, 390, 10.0, 22.0, kept=True, num_people=2)
+    tracks = [_track(0, _frames((0, 300))), _track(1, _frames((0, 120), (180, 300)))]
+    item = Clip(source=src, shot=shot, clip_id=clip_id_for(src.source_id, 3), clip_fps=25.0, person_tracks=tracks,
+                spans=[(0, 120), (180, 300)])
+    a, b = clips_for_spans(item)
+    assert (a.clip_id, b.clip_id) == ("x-00000000-s0003", "x-00000000-s0003-p1")
+    assert (a.start_s, a.end_s) == (10.0, 14.8) and (b.start_s, b.end_s) == (17.2, 22.0)
+    assert [len(t) for t in b.person_tracks] == [120, 120]
+    assert b.person_tracks[1].frame_idx[0] == 0 and b.person_tracks[1].frame_idx[-1] == 119
+    assert b.person_tracks[0].boxes[0, 0] == 180  # the box of shot frame 180 is clip frame 0
+    whole = clips_for_spans(Clip(source=src, shot=shot, clip_id="x-00000000-s0003", clip_fps=25.0))
+    assert len(whole) == 1 and (whole[0].start_s, whole[0].end_s) == (10.0, 22.0)
+
+
+# -- face-size rules on constructed columns --------------------------------------------------------
+
+def _faces(*sides: float, n: int = 10) -> tuple[list[PersonTrack], dict]:
+    tracks, cols = [], {}
+    for tid, side in enumerate(sides):
+        tracks.append(_track(tid, _frames((0, n))))
+        fb = np.tile(np.array([0, 0, side, side], np.float32), (n, 1))
+        fb[::3] = np.nan  # frames without a face do not count
+        cols[tid] = {"face_box": fb}
+    return tracks, cols
+
+
+def test_face_size_rules():
+    assert face_size_reason(*_faces(70, 80), 4096, 0.5) is None
+    assert face_size_reason(*_faces(60, 80), 4096, 0.5) == "face_area=3600<4096"
+    assert face_size_reason(*_faces(70, 100), 4096, 0.5) == "face_ratio=0.49"  # 4900 / 10000
+    assert face_size_reason(*_faces(70, 100), None, None) is None
+    tracks, cols = _faces(70, 80)
+    cols[1]["face_box"][:] = np.nan
+    assert face_size_reason(tracks, cols, 4096, None) == "no_face:track=1"
