@@ -107,3 +107,77 @@ def test_face_size_rules():
     tracks, cols = _faces(70, 80)
     cols[1]["face_box"][:] = np.nan
     assert face_size_reason(tracks, cols, 4096, None) == "no_face:track=1"
+
+
+# -- the flow on real footage ----------------------------------------------------------------------
+
+BJ = "dvscripts_blackjournal.mp4"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cliprules")
+    hide, small = d / "hide.mp4", d / "small.mp4"
+    run_ffmpeg(["-ss", "14", "-i", str(clip(BJ)), "-f", "lavfi", "-i", "color=black:s=230x320:r=30000/1001:d=9.5",
+                "-filter_complex", "[1:v]format=yuva420p,fade=t=in:st=4.0:d=0.6:alpha=1,"
+                "fade=t=out:st=5.2:d=0.6:alpha=1[box];[0:v][box]overlay=x=250:y=40:shortest=1",
+                "-t", "9.5", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-c:a", "aac", "-ar", "44100",
+                str(hide)], "hide fixture")
+    run_ffmpeg(["-ss", "30", "-i", str(clip(BJ)), "-t", "3.6", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18",
+                "-c:a", "aac", "-ar", "44100", str(small)], "small-face fixture")
+    return {"hide": hide, "small": small}
+
+
+def _sql(root, q):
+    return connect(root).execute(q).fetchall()
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_one_shot_gives_two_clips_and_resume_writes_nothing(tmp_path, inputs):
+    from talkset.flows.collect import collect
+
+    cfg = {"annotate": False, "trim_to_present": True}
+    first = collect(sources=[str(inputs["hide"])], root=str(tmp_path), config=cfg)
+    assert first["clips_kept"] == 2 and first["failures"] == 0
+    sid = first["per_source"][0]["source_id"]
+    ids = [clip_id_for(sid, 0), clip_id_for(sid, 0, 1)]
+    shots = _sql(tmp_path, "SELECT shot_idx, kept, reason, clip_id, clip_ids, rejected FROM shots")
+    assert shots == [(0, True, "", ids[0], ids, [])]
+    clips = _sql(tmp_path, "SELECT clip_id, start_s, end_s, num_frames FROM clips ORDER BY start_s")
+    assert [c[0] for c in clips] == ids
+    (_, s0, e0, n0), (_, s1, e1, n1) = clips
+    assert s0 == 0.0 and e0 <= s1 - 0.4  # the ~0.8 s hidden in between is in neither clip
+    assert n0 >= 75 and n1 >= 75 and n0 + n1 < 237 - 10
+    assert e1 == _sql(tmp_path, "SELECT end_s FROM shots")[0][0]  # the second span runs to the shot's end
+    per_track = _sql(tmp_path, "SELECT clip_id, track_id, min(frame_idx), max(frame_idx), count(*) FROM frames GROUP BY ALL")
+    n_of = {c[0]: c[3] for c in clips}
+    assert len(per_track) == 4  # both people in both clips, frames re-indexed from 0
+    for cid, _tid, lo, hi, rows in per_track:
+        assert lo == 0 and hi == n_of[cid] - 1 and rows >= 0.9 * n_of[cid]
+    shards = sorted((tmp_path / "tables" / "clips").rglob("*.parquet"))
+    mtimes = [p.stat().st_mtime_ns for p in shards]
+    frames_before = _sql(tmp_path, "SELECT count(*) FROM frames")
+    # a run killed before the source's shots row: the people stage runs again, both clips are skipped
+    next((tmp_path / "tables" / "shots").rglob("shots.parquet")).unlink()
+    again = collect(sources=[str(inputs["hide"])], root=str(tmp_path), config=cfg)
+    assert again["clips_kept"] == 2 and again["clips_resumed"] == 2 and again["sources_skipped"] == 0
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "tables" / "clips").rglob("*.parquet"))] == mtimes
+    assert _sql(tmp_path, "SELECT count(*) FROM frames") == frames_before
+    assert _sql(tmp_path, "SELECT clip_ids FROM shots") == [(ids,)]
+    assert sorted(p.name for p in (tmp_path / "clips").iterdir()) == sorted(f"{c}.{e}" for c in ids for e in ("mp4", "wav"))
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_small_faces_rejected_without_a_failure(tmp_path, inputs):
+    from talkset.flows.collect import collect
+
+    summary = collect(sources=[str(inputs["small"])], root=str(tmp_path),
+                      config={"min_face_area": 4096.0, "min_face_area_ratio": 0.5})
+    sid = summary["per_source"][0]["source_id"]
+    (kept, reason, clip_id, clip_ids, rejected), = _sql(tmp_path, "SELECT kept, reason, clip_id, clip_ids, rejected FROM shots")
+    print("small-face shot:", reason)
+    assert not kept and clip_id is None and clip_ids == []
+    assert reason.startswith(("face_area=", "no_face:")) and rejected == [f"{clip_id_for(sid, 0)}: {reason}"]
+    assert _sql(tmp_path, "SELECT count(*) FROM clips") == [(0,)] and summary["failures"] == 0
+    assert _sql(tmp_path, "SELECT count(*) FROM failures") == [(0,)]
+    assert not any((tmp_path / "clips").iterdir())  # the cut media of the rejected clip are removed
