@@ -17,7 +17,6 @@ Span and face-size rules are checked on constructed track data; the flow on real
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from conftest import clip
 
@@ -112,6 +111,9 @@ def test_face_size_rules():
 # -- the flow on real footage ----------------------------------------------------------------------
 
 BJ = "dvscripts_blackjournal.mp4"
+#: a black box over the guest, faded in over 4.0-4.6 s and out over 5.2-5.8 s (no cut for the detector)
+HIDE_FILTER = ("[1:v]format=yuva420p,fade=t=in:st=4.0:d=0.6:alpha=1,fade=t=out:st=5.2:d=0.6:alpha=1[box];"
+               "[0:v][box]overlay=x=250:y=40:shortest=1")
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +121,7 @@ def inputs(tmp_path_factory):
     d = tmp_path_factory.mktemp("cliprules")
     hide, small = d / "hide.mp4", d / "small.mp4"
     run_ffmpeg(["-ss", "14", "-i", str(clip(BJ)), "-f", "lavfi", "-i", "color=black:s=230x320:r=30000/1001:d=9.5",
-                "-filter_complex", "[1:v]format=yuva420p,fade=t=in:st=4.0:d=0.6:alpha=1,"
-                "fade=t=out:st=5.2:d=0.6:alpha=1[box];[0:v][box]overlay=x=250:y=40:shortest=1",
+                "-filter_complex", HIDE_FILTER,
                 "-t", "9.5", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-c:a", "aac", "-ar", "44100",
                 str(hide)], "hide fixture")
     run_ffmpeg(["-ss", "30", "-i", str(clip(BJ)), "-t", "3.6", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18",
