@@ -4,12 +4,13 @@
 Span and face-size rules are checked on constructed track data; the flow on real footage
 (``dvscripts_blackjournal.mp4``), with these labels:
 
-- ``hide.mp4``: 9 s of the blackjournal two-shot (source 14-23 s: host left, guest right, one
+- ``hide.mp4``: 9.5 s of the blackjournal two-shot (source 14-23.5 s: host left, guest right, one
   static shot). A black 230x320 px box over the guest (x 250-480, y 40-360 of 480x360) fades in
-  over 4.0-4.6 s and out over 5.0-5.6 s (ffmpeg ``fade=alpha``; a hard box is a cut for
-  PySceneDetect, measured: it split the shot at both box edges). Measured with this stage's YOLO +
-  ByteTrack: the guest's track keeps its id across the gap and misses the frames in between, so
-  the host and guest are both present on two spans, before and after the box, each >= 3 s.
+  over 4.0-4.6 s and out over 5.2-5.8 s (ffmpeg ``fade=alpha``; a hard box is a cut for
+  PySceneDetect, measured: it split the shot at both box edges). Measured with the people stage:
+  the guest's track misses 17 frames and the host's 21 (his box reaches over the guest's side with
+  his papers; under the box YOLO gives him a smaller box that ByteTrack tracks under a new id), both
+  keep their ids, so with gaps > 12 frames both are present on [0, 113) and [133, 237): two clips.
 - ``small.mp4``: 3.6 s of the same two-shot (source 30-33.6 s): at 480x360 the faces YuNet finds
   average well under MIT's 64 x 64 px, so the ``min_face_area`` rule rejects the clip.
 """
