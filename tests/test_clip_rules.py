@@ -87,6 +87,22 @@ def test_clips_for_spans_cut_and_reindex_tracks():
     assert len(whole) == 1 and (whole[0].start_s, whole[0].end_s) == (10.0, 22.0)
 
 
+def test_source_complete_needs_every_clip_of_a_shot(tmp_path):
+    from talkset.storage.root import DatasetRoot
+
+    root = DatasetRoot(tmp_path)
+    root.make_dirs()
+    sid = "x-00000000"
+    ids = [clip_id_for(sid, 0), clip_id_for(sid, 0, 1)]
+    root.write_shard("shots", sid, "shots", [{"shot_idx": 0, "kept": True, "reason": "", "clip_id": ids[0],
+                                              "clip_ids": ids, "rejected": []}])
+    root.write_shard("clips", sid, ids[0], [{"clip_id": ids[0], "shot_idx": 0, "num_people": 2}])
+    assert not root.source_complete(sid)  # the second clip of the shot is missing
+    root.write_shard("clips", sid, ids[1], [{"clip_id": ids[1], "shot_idx": 0, "num_people": 2}])
+    assert root.source_complete(sid)
+    assert root.shot_rows(sid)[0]["clip_ids"] == ids
+
+
 # -- face-size rules on constructed columns --------------------------------------------------------
 
 def _faces(*sides: float, n: int = 10) -> tuple[list[PersonTrack], dict]:
