@@ -83,6 +83,8 @@ class PeopleStage(Stage):
     right by median box centre x, ``frame_idx`` = clip frame (tick at ``start_s + k/clip_fps``),
     boxes and keypoints in source-video pixels. Rejected shots come back with ``kept=False``,
     ``reason`` ``"people=<n>"`` or ``"camera_motion=<value:.4f>"`` and no tracks (not an error).
+    With ``trim_to_present`` a kept shot also gets ``spans`` (clip frames of the shot where all
+    counted people are present, :func:`present_spans`), or is rejected ``"no_common_span"``.
     Raises :class:`StageError` when the video is missing, cannot be decoded, or the shot has no
     frames.
 
