@@ -71,6 +71,14 @@ class CollectConfig(Config):
     presence_frac: float = 0.5  # a track counts as present if in >= this share of the shot's frames
     min_box_frac: float = 0.02  # ignore tracks whose median box is < this share of the frame area
     max_camera_motion: float | None = None  # None: talkset.stages.people.PeopleStage default (see its docstring)
+    # clip rules (issue 11 §3, README "Clip rules"): trim a kept shot to the spans where all its counted
+    # people are present (gaps <= presence_gap_s filled; spans >= min_shot_s), one clip per span; and
+    # MIT's face-size rules after align (mean face box area px^2 of each person, smallest / largest
+    # mean), None = off. Off by default: whole shots keep more data and per-frame presence is in `frames`.
+    trim_to_present: bool = False
+    presence_gap_s: float = 0.5
+    min_face_area: float | None = None
+    min_face_area_ratio: float | None = None
     # throughput (issue 15): the shot filter decided on ~filter_fps frames/s before full-rate tracking
     # (None: the PeopleStage default, 0: full rate only); stages of a clip that need each other's
     # output run one after another, the others at the same time (False: all in sequence)
@@ -107,17 +115,34 @@ class CollectConfig(Config):
 
 # -- presets (issue 11 §3) -------------------------------------------------------------------------
 # ``talkset collect --preset NAME``: CollectConfig fields set before --config and the other options.
-# "mit": the clip rules of MIT's seed code (Multi-human Interactive Talking Dataset,
-# 2_select_valid_clips.py), where talkset has a setting for them:
-#   clip_fps 25          the seed's clips are 25 fps;
-#   min_shot_s 5.04      "> 125 frames at 25 fps": 126 frames / 25 fps;
-#   min/max_people 2-4   MIT Sec. 3 (2-4 people in one static shot), as talkset's default.
-# NOT reproduced (no such rule in talkset yet, documented in the README): the seed trims a shot to
-# the overlap of all chosen people's face tracks (talkset keeps whole shots and counts people present
-# in >= presence_frac of them), face track mean box area >= 4096 px^2, smallest / largest mean face
-# area > 0.5, a fixed number of people per run, and dropping periods claimed by two combinations.
+# "mit": the clip rules of MIT's seed code (github.com/Zeyu-Zhu/Multi-human-Talking-Video-Dataset,
+# data_collection_pipeline/2_select_valid_clips.py and 1_whisperV_inference.py):
+#   clip_fps 25               1_whisperV_inference.py re-encodes every video `ffmpeg -r 25`;
+#   min_shot_s 5.04           `--min_frame 25*5` and `end - start > 125`: 126 frames / 25 fps; with
+#                             trim_to_present it is also the shortest span (a clip of >= 126 frames);
+#   min/max_people 2-4        MIT Sec. 3 (2-4 people in one static shot), as talkset's default;
+#   trim_to_present True      get_vaild_period: the clip is the overlap of the chosen tracks' periods;
+#   presence_gap_s 0.48       TalkNet track_shot with `--min_failed_detect 12`: detections up to
+#                             12 frames apart (at 25 fps) stay one track, the gap interpolated;
+#   min_face_area 4096        `--min_face_area 64*64` px^2, mean |w*h| of the face track's boxes, in
+#                             pixels of the unscaled source (talkset's clips are not scaled either);
+#   min_face_area_ratio 0.5   `--min_face_area_radio 0.5`: min / max of the people's mean areas > 0.5.
+# NOT reproduced (README "Clip rules", known limits): the seed's people are face tracks (talkset's
+# are YOLO person tracks counted when present in >= presence_frac of the shot, faces linked by the
+# align stage); it fixes the number of people per run (`--num_people 2`, every combination of that
+# many tracks) where talkset keeps all 2-4 counted people; it drops periods claimed by more than one
+# combination; its mean face area runs over the whole face track, talkset's over the clip.
 PRESETS: dict[str, dict[str, Any]] = {
-    "mit": {"clip_fps": 25.0, "min_shot_s": 126 / 25, "min_people": 2, "max_people": 4},
+    "mit": {
+        "clip_fps": 25.0,
+        "min_shot_s": 126 / 25,
+        "min_people": 2,
+        "max_people": 4,
+        "trim_to_present": True,
+        "presence_gap_s": 12 / 25,
+        "min_face_area": 64.0 * 64.0,
+        "min_face_area_ratio": 0.5,
+    },
 }
 PRESETS["mit"]["split_screens"] = "reject"  # MIT Sec. 3: "avoiding ... editing artifacts" (issue 11 §6)
 

@@ -39,9 +39,14 @@ def source_id_for(source: str) -> str:
     return f"{stem}-{digest}"
 
 
-def clip_id_for(source_id: str, shot_idx: int) -> str:
-    """``<source_id>-s<shot_idx:04d>``."""
-    return f"{source_id}-s{shot_idx:04d}"
+def clip_id_for(source_id: str, shot_idx: int, part: int = 0) -> str:
+    """``<source_id>-s<shot_idx:04d>`` for a shot's first (or only) clip, ``...-p<part>`` for its
+    later ones (``part`` >= 1: the shot was trimmed to several spans, see
+    :func:`talkset.stages.people.present_spans`). Part 0 keeps the id of a whole-shot clip, so
+    roots written before shots could give several clips resume unchanged."""
+    if part < 0:
+        raise ValueError(f"part must be >= 0, not {part}")
+    return f"{source_id}-s{shot_idx:04d}" + (f"-p{part}" if part else "")
 
 
 @dataclass
@@ -199,6 +204,10 @@ class Clip:
     left ``None`` means its stage did not run. ``rejected`` is a reason set by a stage that drops
     the clip after it was cut (not an error: the clip is not written and the reason is recorded
     with its shot). ``models`` names the models and versions used (shard metadata).
+    ``spans``: set by the people stage on a kept shot when it trims shots to the people's common
+    presence (``trim_to_present``): ``[(start, end), ...]`` clip frames of the shot, end exclusive;
+    the flow makes one clip per span (:func:`talkset.stages.people.clips_for_spans`). ``part``:
+    the span's index (0 for a whole-shot clip).
     """
 
     source: Source
@@ -219,6 +228,8 @@ class Clip:
     models: dict[str, str] = field(default_factory=dict)
     start_s: float | None = None
     end_s: float | None = None
+    spans: list[tuple[int, int]] | None = None
+    part: int = 0
 
     def __post_init__(self) -> None:
         if self.start_s is None:

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from talkset import env
@@ -72,6 +73,9 @@ def build_stages(cfg: CollectConfig, run_id: str) -> dict[str, Any]:
             max_people=cfg.max_people,
             presence_frac=cfg.presence_frac,
             min_box_frac=cfg.min_box_frac,
+            trim_to_present=cfg.trim_to_present,
+            presence_gap_s=cfg.presence_gap_s,
+            min_span_s=cfg.min_shot_s,
             **({"max_camera_motion": cfg.max_camera_motion} if cfg.max_camera_motion is not None else {}),
             **({"filter_fps": cfg.filter_fps} if cfg.filter_fps is not None else {}),
             split_screens=cfg.split_screens,  # issue 11 §6
@@ -89,7 +93,7 @@ def build_stages(cfg: CollectConfig, run_id: str) -> dict[str, Any]:
         stages["pose"] = PoseStage(backend=cfg.pose_backend, model=cfg.pose_model, config=cfg.pose_config)
         stages["faces"] = FacesStage(weights=cfg.yunet_weights)
         stages["speaking"] = SpeakingStage(talkset_weights=cfg.asd_talkset_weights, ava_weights=cfg.asd_ava_weights)
-        stages["align"] = AlignStage()
+        stages["align"] = AlignStage(min_face_area=cfg.min_face_area, min_face_area_ratio=cfg.min_face_area_ratio)
     stages["write"] = WriteStage(root=cfg.root, run_id=run_id)
     return stages
 
@@ -103,6 +107,7 @@ class RunState:
     run_id: str
     pools: dict[str, StagePool]
     graph: Graph | None = None
+    part_graph: Graph | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     sources: int = 0
     sources_done: int = 0
@@ -135,31 +140,118 @@ def _fail(state: RunState, source_id: str, stage: str, item: str, error: str) ->
     state.progress(f"FAILED {stage} on {item}: {error}")
 
 
-def _process_shot(state: RunState, video: Source, shot: Shot) -> Shot:
-    """people -> clip -> annotation stages -> write, for one shot. Returns the updated record."""
-    cfg, pools = state.cfg, state.pools
-    clip_id = clip_id_for(video.source_id, shot.shot_idx)
-    row = None if shot.reason else state.root.committed_clip_row(video.source_id, clip_id)
-    if row is not None:
-        state.add(clips_resumed=1, clips_kept=1)
-        labels = {k: row.get(k) for k in ("layout", "seams", "overlay_share", "occlusion_share")}  # issue 11 §6
-        return replace(shot, kept=True, reason="", num_people=row["num_people"], camera_motion=row["camera_motion"],
-                       **labels)
+def _part_graph(graph: Graph) -> Graph:
+    """``graph`` without the gate (people, run once per shot) and ``write`` (run per clip after the
+    clip is known not to be rejected): the stages that run on each clip of a shot."""
+    drop = {"people", "write"}
+    order = tuple(n for n in graph.order if n not in drop)
+    return Graph(order, {n: tuple(d for d in graph.needs[n] if d not in drop) for n in order},
+                 {n: graph.writes[n] for n in order})
+
+
+def _discard_media(root: DatasetRoot, item: Clip) -> None:
+    """Remove the mp4 / wav the clip stage wrote for a clip that is not committed (rejected)."""
+    for p in (item.video_path, item.audio_path):
+        if p:
+            path = Path(p) if os.path.isabs(p) else root.root / p
+            path.unlink(missing_ok=True)
+
+
+def _labels(row: dict) -> dict:
+    """The issue 11 §6 labels (layout, seams, overlay / occlusion share) of a committed ``clips`` row."""
+    return {k: row.get(k) for k in ("layout", "seams", "overlay_share", "occlusion_share")}
+
+
+def _resumed(state: RunState, shot: Shot, prior: dict | None) -> tuple[Shot, list[str], list[str]] | None:
+    """The shot's record when its clips are already committed, else ``None``.
+
+    With ``prior`` (the shot's row in a ``shots`` shard of an earlier run of this source, which
+    did not complete because of another shot): every clip it lists is committed and it had no
+    error. Without: (whole-shot clips only, ``trim_to_present`` off) its part-0 clip is committed,
+    as before shots could give several clips. With trimming on and no prior row the people stage
+    runs again and each committed clip is skipped (:func:`_process_shot`)."""
+    root, sid = state.root, shot.source_id
+    if prior is not None and not prior["reason"].startswith("error:"):
+        ids = list(prior.get("clip_ids") or ([prior["clip_id"]] if prior.get("clip_id") else []))
+        rows = [root.committed_clip_row(sid, c) for c in ids]
+        if ids and all(r is not None for r in rows):
+            state.add(clips_resumed=len(ids), clips_kept=len(ids))
+            rec = replace(shot, kept=True, reason="", num_people=rows[0]["num_people"],
+                          camera_motion=rows[0]["camera_motion"], **_labels(rows[0]))
+            return rec, ids, list(prior.get("rejected") or [])
+    if not state.cfg.trim_to_present:
+        clip_id = clip_id_for(sid, shot.shot_idx)
+        row = root.committed_clip_row(sid, clip_id)
+        if row is not None:
+            state.add(clips_resumed=1, clips_kept=1)
+            rec = replace(shot, kept=True, reason="", num_people=row["num_people"], camera_motion=row["camera_motion"],
+                          **_labels(row))
+            return rec, [clip_id], []
+    return None
+
+
+def _process_shot(
+    state: RunState, video: Source, shot: Shot, prior: dict | None = None
+) -> tuple[Shot, list[str], list[str]]:
+    """people once, then per clip of the shot (one per span with ``trim_to_present``, else the
+    whole shot): clip -> annotation stages -> write.
+
+    Returns ``(shot record, committed clip ids in part order, rejected)`` where ``rejected`` holds
+    ``"<clip_id>: <reason>"`` for each clip a stage rejected (``Clip.rejected``, e.g. the face-size
+    rules): not written, not a failure. A clip already committed is skipped (resume). The record is
+    ``kept`` when at least one clip is committed and no stage failed; a stage error on any clip
+    makes it ``error:<stage>`` (a ``failures`` row; the source is then re-run later); a shot whose
+    every clip was rejected gets the first clip's reason."""
     if shot.reason:  # too_short: decided by the shots stage
-        return shot
-    item = Clip(source=video, shot=shot, clip_id=clip_id, clip_fps=cfg.clip_fps)
+        return shot, [], []
+    resumed = _resumed(state, shot, prior)
+    if resumed is not None:
+        return resumed
+    cfg, pools, root = state.cfg, state.pools, state.root
+    first_id = clip_id_for(video.source_id, shot.shot_idx)
+    item = Clip(source=video, shot=shot, clip_id=first_id, clip_fps=cfg.clip_fps)
     try:
-        item, _outputs = run_clip(state.graph, item, lambda name, it: pools[name].run(it), parallel=cfg.parallel_stages)
+        item = pools["people"].run(item)
     except StageError as exc:
         stage = exc.stage or "people"
-        _fail(state, video.source_id, stage, clip_id, exc.reason)
-        people = getattr(exc, "outputs", {}).get("people")  # keep the people count of a shot that passed
-        return replace(people.shot if isinstance(people, Clip) else shot, kept=False, reason=f"error:{stage}")
+        _fail(state, video.source_id, stage, first_id, exc.reason)
+        return replace(shot, kept=False, reason=f"error:{stage}"), [], []
     if not item.shot.kept:
-        return item.shot
-    state.add(clips_kept=1)
-    state.progress(f"clip {clip_id} written ({len(item.person_tracks)} people)")
-    return item.shot
+        return item.shot, [], []
+    from talkset.stages.people import clips_for_spans
+
+    ids: list[str] = []
+    rejected: list[str] = []
+    error = None
+    for part in clips_for_spans(item):
+        if root.committed_clip_row(video.source_id, part.clip_id) is not None:
+            ids.append(part.clip_id)
+            state.add(clips_resumed=1, clips_kept=1)
+            continue
+        try:
+            out, _outputs = run_clip(state.part_graph, part, lambda name, it: pools[name].run(it),
+                                     parallel=cfg.parallel_stages)
+            if out.rejected:
+                _discard_media(root, out)
+                rejected.append(f"{part.clip_id}: {out.rejected}")
+                state.progress(f"clip {part.clip_id} rejected: {out.rejected}")
+                continue
+            if "write" in pools:
+                pools["write"].run(out)
+        except StageError as exc:
+            stage = exc.stage or "write"
+            _fail(state, video.source_id, stage, part.clip_id, exc.reason)
+            error = error or f"error:{stage}"
+            continue
+        ids.append(part.clip_id)
+        state.add(clips_kept=1)
+        state.progress(f"clip {part.clip_id} written ({len(part.person_tracks)} people)")
+    if error:
+        return replace(item.shot, kept=False, reason=error), ids, rejected
+    if not ids:
+        reason = rejected[0].split(": ", 1)[1] if rejected else "no_clip"
+        return replace(item.shot, kept=False, reason=reason), ids, rejected
+    return item.shot, ids, rejected
 
 
 @task(name="download", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=1))
@@ -210,11 +302,11 @@ def _process_source(state: RunState, source: str, source_id: str, summary: dict,
     shots: list[Shot] = video.shots or []
     state.add(shots=len(shots))
     state.progress(f"{source_id}: {len(shots)} shots")
+    prior = root.shot_rows(source_id) if root.shots_committed(source_id) else {}
     with ThreadPoolExecutor(max_workers=max(1, state.cfg.max_shots_in_flight), thread_name_prefix=f"shots-{source_id}") as ex:
-        done = list(ex.map(lambda s: _process_shot(state, video, s), shots))
+        done = list(ex.map(lambda s: _process_shot(state, video, s, prior.get(s.shot_idx)), shots))
     rows = []
-    for s in done:
-        clip_id = clip_id_for(source_id, s.shot_idx) if s.kept else None
+    for s, clip_ids, rejected in done:
         rows.append(
             {
                 "shot_idx": s.shot_idx,
@@ -226,7 +318,9 @@ def _process_source(state: RunState, source: str, source_id: str, summary: dict,
                 "reason": s.reason,
                 "num_people": s.num_people,
                 "camera_motion": s.camera_motion,
-                "clip_id": clip_id,
+                "clip_id": clip_ids[0] if clip_ids else None,  # the first clip (compatibility)
+                "clip_ids": clip_ids,
+                "rejected": rejected,
                 "run_id": state.run_id,
                 **shot_labels(s),  # issue 11 §6
             }
@@ -235,7 +329,7 @@ def _process_source(state: RunState, source: str, source_id: str, summary: dict,
     state.add(sources_done=1)
     summary.update(
         shots=len(rows),
-        clips=sum(r["kept"] for r in rows),
+        clips=sum(len(r["clip_ids"]) for r in rows),
         failures=sum(r["reason"].startswith("error:") for r in rows),
         seconds=round(time.perf_counter() - t0, 2),
     )
@@ -444,8 +538,9 @@ def collect(
     stages = build_stages(cfg, run_id)
     t0 = time.perf_counter()
     pools, ray_info = start_pools(cfg, stages)
-    state = RunState(cfg=cfg, root=droot, run_id=run_id, pools=pools, sources=len(srcs), graph=clip_graph(stages),
-                     sources_log=str(droot.runs_dir / f"{run_id}.sources.jsonl"))
+    graph = clip_graph(stages)
+    state = RunState(cfg=cfg, root=droot, run_id=run_id, pools=pools, sources=len(srcs), graph=graph,
+                     part_graph=_part_graph(graph), sources_log=str(droot.runs_dir / f"{run_id}.sources.jsonl"))
     droot.runs_dir.mkdir(parents=True, exist_ok=True)
     state.progress(f"run {run_id}: {len(srcs)} sources, ray {ray_info}, removed {stray} stray temp files")
     try:

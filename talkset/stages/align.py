@@ -283,6 +283,11 @@ class AlignStage(Stage):
       turn-taking and noise cases 2-3 points for at most 5 points on the composites); off,
       ``speaking_score`` is the speaking stage's score and ``lip_aperture`` / ``lip_sync`` are
       still written.
+    - ``min_face_area`` (px^2), ``min_face_area_ratio``: MIT's face-size rules
+      (:func:`face_size_reason`); ``None`` (default): not applied. A clip that breaks one comes
+      back with ``rejected`` set (the flow does not write it and records the reason in the shot's
+      row). They need the faces stage: without face tracks (annotate off) they cannot run and
+      nothing is rejected.
     """
 
     kpt_score_min: float = 0.4
@@ -293,12 +298,14 @@ class AlignStage(Stage):
     sync_margin: float = 0.15
     sync_ramp: float = 0.1
     attribution: bool = False
+    min_face_area: float | None = None
+    min_face_area_ratio: float | None = None
 
     name: ClassVar[str] = "align"
     resources: ClassVar[Resources] = Resources(cpus=0.25)
     reads: ClassVar[tuple[str, ...]] = ("person_tracks",)
     optional_reads: ClassVar[tuple[str, ...]] = ("poses", "face_tracks", "speaking", "audio_path")
-    writes: ClassVar[tuple[str, ...]] = ("alignment",)
+    writes: ClassVar[tuple[str, ...]] = ("alignment", "rejected")
 
     def process(self, task: Clip) -> Clip:
         """Return the clip with ``alignment`` set. ``alignment.stats`` holds ``people``,
@@ -321,7 +328,11 @@ class AlignStage(Stage):
             stats.update(_face_columns(tracks, task.face_tracks, task.speaking, face_to_person, columns))
         if task.poses is not None:
             stats.update(self._lip_columns(task, tracks, columns))
-        return replace(task, alignment=Alignment(columns=columns, face_to_person=face_to_person, stats=stats))
+        rejected = task.rejected
+        if task.face_tracks is not None and (self.min_face_area is not None or self.min_face_area_ratio is not None):
+            rejected = rejected or face_size_reason(tracks, columns, self.min_face_area, self.min_face_area_ratio)
+        alignment = Alignment(columns=columns, face_to_person=face_to_person, stats=stats)
+        return replace(task, alignment=alignment, rejected=rejected)
 
     def _lip_columns(self, task: Clip, tracks: list[PersonTrack], columns: dict[int, dict[str, np.ndarray]]) -> dict:
         """``lip_aperture`` for every person with confident face keypoints; with the clip's audio also
@@ -371,6 +382,47 @@ class AlignStage(Stage):
             demoted += int(np.sum((col["asd_vad_score"] > 0) & ~(col["speaking_score"] > 0)))
         out["speech_demoted_frames"] = demoted
         return out
+
+
+def face_size_reason(
+    tracks: list[PersonTrack],
+    columns: dict[int, dict[str, np.ndarray]],
+    min_area: float | None,
+    min_ratio: float | None,
+) -> str | None:
+    """MIT's face-size rules on a clip's people, or ``None`` when the clip passes.
+
+    Source: github.com/Zeyu-Zhu/Multi-human-Talking-Video-Dataset,
+    ``data_collection_pipeline/2_select_valid_clips.py``: per chosen face track, the mean over its
+    frames of the box area ``|w * h|`` must be ``>= min_face_area`` (64 * 64 = 4096 px^2) and the
+    smallest / largest of those means ``> min_face_area_ratio`` (0.5). The seed's boxes are in
+    pixels of its 25 fps re-encode of the source at the source's size (``ffmpeg -r 25``, no
+    scaling; ``1_whisperV_inference.py``); talkset's clips are not scaled either, so the same px.
+
+    Here a person's mean face area is the mean of ``w * h`` of ``columns[track_id]["face_box"]``
+    over the frames the person has a face (the face tracks :func:`assign_faces` gave them, over
+    this clip; the seed averages over the whole face track, which may extend past the clip).
+    A person with no face frame at all breaks the rule (in the seed a person *is* a face track).
+    Returns e.g. ``"face_area=2210<4096"`` (the smallest mean, px^2), ``"face_ratio=0.41"`` or
+    ``"no_face:track=1"``. ``None`` for either threshold skips that rule.
+    """
+    if min_area is None and min_ratio is None:
+        return None
+    means = []
+    for t in tracks:
+        fb = columns.get(t.track_id, {}).get("face_box")
+        ok = None if fb is None else ~np.isnan(fb).any(axis=1)
+        if fb is None or not ok.any():
+            return f"no_face:track={t.track_id}"
+        b = fb[ok].astype(np.float64)
+        means.append(float(np.mean(np.abs((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))))
+    if not means:
+        return None
+    if min_area is not None and min(means) < min_area:
+        return f"face_area={min(means):.0f}<{min_area:g}"
+    if min_ratio is not None and min(means) / max(means) <= min_ratio:
+        return f"face_ratio={min(means) / max(means):.2f}"
+    return None
 
 
 def attribute_speech(

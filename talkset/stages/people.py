@@ -26,6 +26,25 @@ again on that (the full-rate decision is final, so kept shots and their tracks a
 today's; the sparse pass adds ~10 % to them). tests/test_people.py checks that the sparse and
 full-rate decisions agree on every shot of the shared clips.
 
+Trimming to the people's common presence (``trim_to_present``, issue 11 §3)
+-------------------------------------------------------------------------
+MIT's seed code (github.com/Zeyu-Zhu/Multi-human-Talking-Video-Dataset,
+``data_collection_pipeline/2_select_valid_clips.py``) keeps, per combination of ``num_people`` face
+tracks, only the overlap of their periods ``[first frame, last frame]``, when ``end - start > 125``
+frames at 25 fps (its clips are then cut ``-ss start/25 -to end/25``: >= 126 frames). Its face
+tracks come from TalkNet's ``track_shot`` with ``numFailedDet`` = 12 (``1_whisperV_inference.py``
+``--min_failed_detect``): two detections up to 12 frames apart stay one track and the gap is
+interpolated. With ``trim_to_present`` a kept shot is cut the same way on talkset's person tracks
+(:func:`present_spans`): a counted person is present on the frames of their track, gaps of up to
+``presence_gap_s`` (frame difference <= ``floor(presence_gap_s * clip_fps)``; 0.48 s = 12 frames
+reproduces TalkNet's rule) are filled, the frames where *all* counted people are present form
+spans, and each span of >= ``min_span_s`` becomes its own clip (:func:`clips_for_spans`; clip id
+``clip_id_for(source, shot, part)``). A kept shot with no such span is rejected as
+``no_common_span``. Unlike the seed, a person's leaving and coming back inside the shot gives
+several spans (the seed's track period is first-to-last frame whatever happens between; here the
+tracker keeps the id across gaps up to ByteTrack's ``track_buffer``, 30 frames, and the gap is
+not counted as presence unless <= ``presence_gap_s``).
+
 Camera motion (:class:`CameraMotionMeter`, :func:`camera_motion`) is measured in
 :mod:`talkset.stages.camera` (its docstring has the method and the measured figures); a shot is
 rejected above ``max_camera_motion`` (0.0004 frame diagonals per frame).
@@ -40,7 +59,7 @@ from typing import ClassVar
 import numpy as np
 
 from talkset import env, media, provenance, weights
-from talkset.items import Clip, PersonTrack
+from talkset.items import Clip, PersonTrack, clip_id_for
 from talkset.stages import overlay
 from talkset.stages.base import Resources, Stage, StageError
 from talkset.stages.camera import CameraMotionMeter, camera_motion, pair_motion  # noqa: F401
@@ -69,6 +88,8 @@ class PeopleStage(Stage):
     gets ``layout``, ``seams``, ``overlay_share`` and ``occlusion_share`` (:mod:`talkset.stages.overlay`;
     the sparse pass measures the same layout and overlays as the full-rate one, occlusion on its
     frames only, and a shot it rejects keeps its values).
+    With ``trim_to_present`` a kept shot also gets ``spans`` (clip frames of the shot where all
+    counted people are present, :func:`present_spans`), or is rejected ``"no_common_span"``.
     Raises :class:`StageError` when the video is missing, cannot be decoded, or the shot has no
     frames.
 
@@ -97,12 +118,18 @@ class PeopleStage(Stage):
         tracker: Ultralytics tracker config (ByteTrack).
         split_screens: ``"keep"`` (label them) or ``"reject"`` shots whose layout is ``split``.
         max_overlay_share, max_occlusion_share: reject above these shares (``None``: keep).
+        trim_to_present: on a kept shot (full-rate decision), set ``spans`` to the spans where
+            every counted person is present (module docstring, "Trimming"); a kept shot without a
+            span of ``min_span_s`` is rejected as ``no_common_span``. Off: ``spans`` stays ``None``
+            and the whole shot is one clip.
+        presence_gap_s: gaps in a person track up to this long (s) count as present.
+        min_span_s: shortest span kept (s; the flow passes ``min_shot_s``).
     """
 
     name: ClassVar[str] = "people"
     resources: ClassVar[Resources] = Resources(cpus=1, gpus=0.25)
     reads: ClassVar[tuple[str, ...]] = ("source.video_path", "shot", "clip_fps")
-    writes: ClassVar[tuple[str, ...]] = ("shot", "person_tracks")
+    writes: ClassVar[tuple[str, ...]] = ("shot", "person_tracks", "spans")
 
     weights: str = "yolo11n-pose.pt"
     conf: float = 0.25
@@ -123,6 +150,9 @@ class PeopleStage(Stage):
     split_screens: str = "keep"
     max_overlay_share: float | None = None
     max_occlusion_share: float | None = None
+    trim_to_present: bool = False
+    presence_gap_s: float = 0.5
+    min_span_s: float = 3.0
 
     def __post_init__(self) -> None:
         if self.split_screens not in ("keep", "reject"):
@@ -248,7 +278,24 @@ class PeopleStage(Stage):
             sparse = self.decide(*self.track_shot(task, step), task)
             if not sparse.shot.kept:
                 return sparse
-        return self.decide(*self.track_shot(task), task)
+        out = self.decide(*self.track_shot(task), task)
+        if self.trim_to_present and out.shot.kept:
+            out = self.trim(out)
+        return out
+
+    def trim(self, task: Clip) -> Clip:
+        """Set ``spans`` of a kept shot to the spans where all its counted people are present
+        (:func:`present_spans`), or reject it as ``no_common_span`` (no tracks) when none is
+        ``min_span_s`` long."""
+        n = frames_in(task)
+        spans = present_spans(
+            [t.frame_idx for t in task.person_tracks], n,
+            max_gap=gap_frames(self.presence_gap_s, task.clip_fps),
+            min_len=min_frames(self.min_span_s, task.clip_fps),
+        )
+        if not spans:
+            return replace(task, shot=replace(task.shot, kept=False, reason="no_common_span"), person_tracks=[], spans=None)
+        return replace(task, spans=spans)
 
     def decide(
         self,
@@ -315,6 +362,88 @@ class PeopleStage(Stage):
             kept, reason = True, ""
         new_shot = replace(shot, num_people=n_people, camera_motion=motion, kept=kept, reason=reason, **labels)
         return replace(task, shot=new_shot, person_tracks=tracks, models={**task.models, **self.model_info()})
+
+
+def frames_in(task: Clip) -> int:
+    """Clip frames of the shot at ``task.clip_fps`` (:func:`talkset.stages.clip.tick_count`)."""
+    from talkset.stages.clip import tick_count
+
+    return tick_count(task.shot.start_s, task.shot.end_s, task.clip_fps)
+
+
+def gap_frames(gap_s: float, fps: float) -> int:
+    """Largest frame difference between two detections that still counts as present throughout:
+    ``floor(gap_s * fps)`` (0.48 s at 25 fps = 12, TalkNet's ``numFailedDet`` in MIT's seed)."""
+    return max(1, math.floor(gap_s * fps + 1e-6))
+
+
+def min_frames(min_s: float, fps: float) -> int:
+    """Frames a span needs to last ``min_s`` seconds: ``ceil(min_s * fps)`` (5.04 s -> 126 at 25
+    fps, the seed's ``end - start > 125``)."""
+    return max(1, math.ceil(min_s * fps - 1e-6))
+
+
+def present_spans(
+    frame_idx: list[np.ndarray], num_frames: int, max_gap: int, min_len: int
+) -> list[tuple[int, int]]:
+    """Spans of clip frames in which every track is present.
+
+    ``frame_idx``: one int array per track, the clip frames where it was detected (increasing);
+    a track covers its frames, and the frames between two of its detections whose frame
+    difference is <= ``max_gap`` (tracker gaps filled). Returns ``[(start, end), ...]`` (end
+    exclusive, within ``[0, num_frames)``) of the maximal runs covered by *all* tracks that are
+    >= ``min_len`` frames long, in order; ``[]`` when none (or no track).
+    """
+    if not frame_idx or num_frames <= 0:
+        return []
+    common = np.ones(num_frames, dtype=bool)
+    for f in frame_idx:
+        f = np.asarray(f, dtype=np.int64)
+        f = f[(f >= 0) & (f < num_frames)]
+        cover = np.zeros(num_frames, dtype=bool)
+        if len(f):
+            cover[f] = True
+            d = np.diff(f)
+            for a, b in zip(f[:-1][(d > 1) & (d <= max_gap)], f[1:][(d > 1) & (d <= max_gap)], strict=True):
+                cover[a:b] = True
+        common &= cover
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], common.astype(np.int8), [0]))))
+    return [(int(a), int(b)) for a, b in zip(edges[0::2], edges[1::2], strict=True) if b - a >= min_len]
+
+
+def cut_track(track: PersonTrack, start: int, end: int) -> PersonTrack:
+    """The part of ``track`` on clip frames ``[start, end)``, frames re-indexed from ``start`` = 0."""
+    keep = (track.frame_idx >= start) & (track.frame_idx < end)
+    return PersonTrack(
+        track_id=track.track_id,
+        frame_idx=(track.frame_idx[keep] - start).astype(np.int32),
+        boxes=track.boxes[keep],
+        scores=track.scores[keep],
+        body_kpts=track.body_kpts[keep],
+    )
+
+
+def clips_for_spans(task: Clip) -> list[Clip]:
+    """One clip item per span of a kept shot (``task.spans``; ``None``: the whole shot, one clip).
+
+    Part ``i`` gets clip id ``clip_id_for(source_id, shot_idx, i)``, ``start_s`` / ``end_s`` =
+    ``shot.start_s + frame / clip_fps`` of its span (the last one at most ``shot.end_s``; so its frame ``k`` is the people stage's
+    frame ``start + k``: the same tick, see :mod:`talkset.stages.clip`), its person tracks cut
+    to the span and re-indexed from 0, and ``spans`` cleared."""
+    if not task.spans:
+        return [replace(task, part=0)]
+    out = []
+    for i, (a, b) in enumerate(task.spans):
+        out.append(replace(
+            task,
+            clip_id=clip_id_for(task.source.source_id, task.shot.shot_idx, i),
+            start_s=task.shot.start_s + a / task.clip_fps,
+            end_s=min(task.shot.end_s, task.shot.start_s + b / task.clip_fps),
+            person_tracks=[cut_track(t, a, b) for t in task.person_tracks],
+            spans=None,
+            part=i,
+        ))
+    return out
 
 
 def _containment(a: PersonTrack, b: PersonTrack) -> float:

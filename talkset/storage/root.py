@@ -127,9 +127,18 @@ class DatasetRoot:
         every clip it lists is committed."""
         if not self.shots_committed(source_id):
             return False
-        shots = pq.read_table(self.shard_path("shots", source_id, "shots"), columns=["reason", "clip_id"]).to_pylist()
+        shots = self.shot_rows(source_id).values()
         committed = self.committed_clip_ids(source_id)
-        return not any(s["reason"].startswith("error:") or (s["clip_id"] and s["clip_id"] not in committed) for s in shots)
+        listed = lambda s: s.get("clip_ids") or ([s["clip_id"]] if s["clip_id"] else [])  # noqa: E731
+        return not any(s["reason"].startswith("error:") or set(listed(s)) - committed for s in shots)
+
+    def shot_rows(self, source_id: str) -> dict[int, dict]:
+        """The committed ``shots`` rows of a source by ``shot_idx`` (``{}`` when none; shards
+        written before ``clip_ids`` existed read with ``clip_ids`` / ``rejected`` absent)."""
+        path = self.shard_path("shots", source_id, "shots")
+        if not path.is_file():
+            return {}
+        return {r["shot_idx"]: r for r in pq.read_table(path).to_pylist()}
 
     def shard_files(self, table: str) -> list[Path]:
         """Every committed shard of ``table`` (temporary files excluded), sorted."""

@@ -86,13 +86,16 @@ SHOTS = pa.schema(
         ("reason", pa.string()),  # why rejected ('' when kept): too_short, people=1, camera_motion=..., layout=split
         ("num_people", pa.int32()),
         ("camera_motion", pa.float32()),
-        ("clip_id", pa.string()),
+        ("clip_id", pa.string()),  # the shot's first clip (null when none): kept for roots and queries before clip_ids
         ("run_id", pa.string()),
         # issue 11 §6, as in CLIPS (null for shots the people stage did not measure: too_short, errors)
         ("layout", pa.string()),
         ("seams", pa.list_(F32)),
         ("overlay_share", F32),
         ("occlusion_share", F32),
+        # issue 11 §3 (trim_to_present): a shot may give several clips, in part order (-s0003, -s0003-p1, ...)
+        ("clip_ids", pa.list_(pa.string())),
+        ("rejected", pa.list_(pa.string())),  # "<clip_id>: <reason>" per clip a stage rejected (face-size rules)
     ]
 )
 
