@@ -123,7 +123,8 @@ def gather(root: str | os.PathLike) -> dict:
         SELECT pattern, count(*) AS clips, sum(duration_s) / 3600.0 AS hours FROM interactions
         GROUP BY ALL ORDER BY clips DESC, pattern""")]
     rejected = [(r["reason"], r["shots"]) for r in _rows(con, """
-        SELECT CASE WHEN reason LIKE 'camera_motion=%' THEN 'camera_motion' ELSE reason END AS reason,
+        SELECT CASE WHEN regexp_matches(reason, '^(camera_motion|overlay|occlusion|face_area|face_ratio)=')
+                    THEN split_part(reason, '=', 1) ELSE reason END AS reason,
                count(*) AS shots
         FROM shots WHERE NOT kept GROUP BY ALL ORDER BY shots DESC, reason""")]
     failures = [(r["stage"], r["n"], r["example"]) for r in _rows(con, """
