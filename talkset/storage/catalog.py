@@ -4,7 +4,8 @@ Views read ``root/tables/<name>/**/*.parquet`` with ``hive_partitioning=true``, 
 ``source`` column comes from the folder names. ``frames`` shows only rows of committed clips
 (those with a ``clips`` shard), so a clip interrupted mid-write is never half visible. Rows of a
 source's ``compacted.parquet`` (``talkset compact``) are committed by construction, so only the
-per-clip shards go through that semi-join with ``clips`` (the view is a ``UNION ALL`` of the two,
+per-clip shards go through that semi-join with ``clips`` (once the root has a compacted ``frames``
+file at connect, the view is a ``UNION ALL`` of the two,
 split on DuckDB's file-name column, which prunes whole files). Measured at MIT's size after
 compaction (``benchmarks/duckdb_scale.py`` root, 3.24 M rows, process CPU time, median of 5, load
 ~16): the 2+-speaking share 0.30 s instead of 0.43 s, per-track frames 0.33 s instead of 0.38 s,
@@ -109,10 +110,11 @@ def _shard_files(base: Path) -> list[Path]:
     return sorted(out)
 
 
-def view_sources(root: str | os.PathLike) -> dict[str, str]:
+def view_sources(root: str | os.PathLike, compacted: set[str] | None = None) -> dict[str, str]:
     """The ``FROM`` clause each table view of :func:`connect` reads: ``{table: "read_parquet(...)"}``
     for every table folder under ``root/tables`` that has a shard (``union_by_name`` as decided by
-    :func:`_read_sql`; the module docstring says why)."""
+    :func:`_read_sql`; the module docstring says why). ``compacted``: when given, the names of the
+    tables that have a ``compacted.parquet`` file are added to it."""
     droot = DatasetRoot(root)
     manifest = read_manifest(droot.root)
     out = {}
@@ -124,6 +126,8 @@ def view_sources(root: str | os.PathLike) -> dict[str, str]:
         files = _shard_files(tables_dir / table)
         if files:
             out[table] = _read_sql(droot, table, files, manifest)
+            if compacted is not None and any(p.stem == COMPACTED for p in files):
+                compacted.add(table)
     return out
 
 
@@ -134,7 +138,8 @@ def connect(root: str | os.PathLike, con: duckdb.DuckDBPyConnection | None = Non
     """
     droot = DatasetRoot(root)
     con = con or duckdb.connect(":memory:")
-    sources = view_sources(droot.root)
+    compacted: set[str] = set()
+    sources = view_sources(droot.root, compacted)
     for table in S.TABLES:
         name = "frames_all" if table == "frames" else table
         if table in sources:
@@ -143,10 +148,11 @@ def connect(root: str | os.PathLike, con: duckdb.DuckDBPyConnection | None = Non
             empty = S.empty(table)
             con.register(f"_empty_{table}", empty)
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _empty_{table}")
-    if "frames" in sources:
+    if "frames" in compacted:
         # rows of a compacted file are committed by construction (compaction takes only frames of
         # committed clips): only the per-clip shards need the semi-join with clips (-30 % CPU for the
-        # 2+-speaking share at MIT's size, module docstring)
+        # 2+-speaking share at MIT's size, module docstring). Without a compacted file at connect the
+        # plain form (one glob to expand per bind); both forms are right whatever is compacted later.
         src = sources["frames"][:-1] + f", filename='{_FILE_COL}')"
         compacted = _sql_str(f"%{os.sep}{COMPACTED}.parquet")
         con.execute(
