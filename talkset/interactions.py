@@ -166,10 +166,10 @@ WITH s AS (
     -- mean score over every frame row of the turn (bridged pauses included): a hash join on the
     -- person, ~1.3 turns per person, instead of running sums over every frame (module docstring)
     SELECT t.clip_id, any_value(t.source) AS source, t.track_id, any_value(t.fps) AS fps, t.start_frame, t.end_frame,
-           fsum(coalesce(f.speaking_score, -1.0)::DOUBLE) / count(*) AS mean_score,
+           fsum(f.score) / count(*) AS mean_score,
            t.start_frame / any_value(t.fps) AS start_s, t.end_frame / any_value(t.fps) AS end_s,
            (t.end_frame - t.start_frame) / any_value(t.fps) AS duration_s
-    FROM t JOIN frames f ON f.clip_id = t.clip_id AND f.track_id = t.track_id
+    FROM t JOIN s AS f ON f.clip_id = t.clip_id AND f.track_id = t.track_id
                         AND f.frame_idx >= t.start_frame AND f.frame_idx < t.end_frame
     GROUP BY t.clip_id, t.track_id, t.start_frame, t.end_frame
 )
