@@ -66,10 +66,11 @@ aggregate 0.06 s (at load 20-40: 1.0-5 s); ``interactions`` reads ``turns`` once
 Plan (issue 14, last part): islands are found among the frames above ``off`` only (``frame_idx -
 row_number()``, one window over those rows) and a turn's mean score by a hash join of the turns with
 its person's frame rows, instead of three running windows (two sums and a row number) over every
-frame. Same rows, same mean scores (compared on the blackjournal root and the 3.24 M-row root of
+frame; the join reuses the ``s`` rows, so ``frames`` is bound once less per view. Same rows, same
+mean scores (compared on the blackjournal root and the 3.24 M-row root of
 ``benchmarks/duckdb_scale.py``, max difference 0.0); process CPU time on that compacted root (29 %
-of its frames above 0; 2-core VM shared with other jobs, load ~16): ``turns`` 0.75 s instead of
-1.9 s, the README's ``interactions`` query 0.89 s instead of 1.56 s.
+of its frames above 0; 2-core VM shared with other jobs, load ~2.4): all of ``turns`` 0.61-0.69 s
+instead of 1.76-1.79 s, ``interactions`` 0.74-0.80 s instead of 1.33-1.39 s.
 """
 
 from __future__ import annotations

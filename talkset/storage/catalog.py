@@ -19,8 +19,8 @@ created and again inside each view that uses it; with ``union_by_name=true`` eve
 file's footer, with ``false`` only the first file's. The catalog learns the columns from the schema
 manifest ``talkset compact`` writes (``root/_catalog/schemas.json``, checked by size and mtime) or,
 for up to 256 files it does not vouch for, from their footers (:mod:`talkset.storage.compact_manifest`,
-which has the measurements: a compacted MIT-size root connects in 0.06 s of DuckDB time instead of
-0.37 s). The views stay globs, so a connection sees shards written after it was opened; a shard with
+which has the measurements). With the ``*/*.parquet`` globs (:func:`_pattern`) a compacted
+MIT-size root connects in 0.18 s instead of 0.60 s (``benchmarks/README.md``, load ~3-5). The views stay globs, so a connection sees shards written after it was opened; a shard with
 other columns written after that (another talkset version writing into the root) makes that
 connection's queries of the table fail with DuckDB's "schema mismatch" until it reconnects.
 
