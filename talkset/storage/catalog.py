@@ -6,8 +6,8 @@ Views read ``root/tables/<name>/*/*.parquet`` (``**/*.parquet`` for tables outsi
 (those with a ``clips`` shard), so a clip interrupted mid-write is never half visible. Rows of a
 source's ``compacted.parquet`` (``talkset compact``) are committed by construction, so only the
 per-clip shards go through that semi-join with ``clips`` (once the root has a compacted ``frames``
-file at connect, the view is a ``UNION ALL`` of the two,
-split on DuckDB's file-name column, which prunes whole files). Measured at MIT's size after
+file at connect, the view is a ``UNION ALL`` of the two, split on DuckDB's file-name column, which
+prunes whole files). Measured at MIT's size after
 compaction (``benchmarks/duckdb_scale.py`` root, 3.24 M rows, process CPU time, median of 5, load
 ~16): the 2+-speaking share 0.30 s instead of 0.43 s, per-track frames 0.33 s instead of 0.38 s,
 speaking time per person 0.23 s instead of 0.29 s (``frames_all``, no filter at all: 0.28 / 0.30 /
@@ -20,8 +20,9 @@ file's footer, with ``false`` only the first file's. The catalog learns the colu
 manifest ``talkset compact`` writes (``root/_catalog/schemas.json``, checked by size and mtime) or,
 for up to 256 files it does not vouch for, from their footers (:mod:`talkset.storage.compact_manifest`,
 which has the measurements). With the ``*/*.parquet`` globs (:func:`_pattern`) a compacted
-MIT-size root connects in 0.18 s instead of 0.60 s (``benchmarks/README.md``, load ~3-5). The views stay globs, so a connection sees shards written after it was opened; a shard with
-other columns written after that (another talkset version writing into the root) makes that
+MIT-size root connects in 0.18 s instead of 0.60 s (``benchmarks/README.md``, load ~3-5). The
+views stay globs, so a connection sees shards written after it was opened; a shard with other
+columns written after that (another talkset version writing into the root) makes that
 connection's queries of the table fail with DuckDB's "schema mismatch" until it reconnects.
 
 User SQL (``talkset sql``, :func:`query`, anything that runs a query string someone else wrote) runs
@@ -89,7 +90,7 @@ class ReadOnlyError(ValueError):
 
 
 def _read_sql(droot: DatasetRoot, table: str, files: list[Path], manifest: dict) -> str:
-    """``read_parquet(...)`` over ``tables/<table>/**/*.parquet``: ``union_by_name=false`` when every
+    """``read_parquet(...)`` over ``tables/<table>/`` + :func:`_pattern`: ``union_by_name=false`` when every
     file in ``files`` has the same columns (known from the schema manifest or the footers,
     :func:`talkset.storage.compact_manifest.table_signatures`), else ``union_by_name=true``."""
     glob = _sql_str(str(droot.root / "tables" / table / _pattern(table)))
@@ -167,12 +168,12 @@ def connect(root: str | os.PathLike, con: duckdb.DuckDBPyConnection | None = Non
         # 2+-speaking share at MIT's size, module docstring). Without a compacted file at connect the
         # plain form (one glob to expand per bind); both forms are right whatever is compacted later.
         src = sources["frames"][:-1] + f", filename='{_FILE_COL}')"
-        compacted = _sql_str(f"%{os.sep}{COMPACTED}.parquet")
+        like = _sql_str(f"%{os.sep}{COMPACTED}.parquet")
         con.execute(
             f"CREATE OR REPLACE VIEW frames AS SELECT * EXCLUDE ({_FILE_COL}) FROM {src} "
-            f"WHERE {_FILE_COL} LIKE {compacted} "
+            f"WHERE {_FILE_COL} LIKE {like} "
             f"UNION ALL SELECT * EXCLUDE ({_FILE_COL}) FROM {src} "
-            f"WHERE {_FILE_COL} NOT LIKE {compacted} AND clip_id IN (SELECT clip_id FROM clips)"
+            f"WHERE {_FILE_COL} NOT LIKE {like} AND clip_id IN (SELECT clip_id FROM clips)"
         )
     else:
         con.execute(
