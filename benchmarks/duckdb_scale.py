@@ -16,7 +16,8 @@ them: it is an error otherwise; from 4 s of the blackjournal two-shot they made 
 344 MiB compacted); ``--no-wholebody`` writes them as nulls, as this benchmark did before issue 14.
 
 Then the whole root is compacted (one file per table and source) and the same queries are timed
-again; both tables are printed, with the compaction's own time and the file counts.
+again; both tables are printed (wall-clock min and median of ``--repeats`` runs, and the process's
+CPU time, min, which a loaded machine disturbs less), with the compaction's own time and the file counts.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ QUERIES = {
     "count(*) FILTER (WHERE speaking_score > 0) AS n FROM frames GROUP BY ALL)",
     "speaking time per person": "SELECT f.clip_id, f.track_id, count(*) FILTER (WHERE f.speaking_score > 0) / any_value(c.fps) "
     "AS speaking_s FROM frames f JOIN clips c USING (clip_id) GROUP BY ALL ORDER BY speaking_s DESC LIMIT 20",
+    # README "Interaction patterns" (talkset.interactions): the turns / interactions views over frames
+    "interactions (README)": "SELECT clip_id FROM interactions WHERE turns_per_min >= 3 AND share_2plus >= 0.10",
 }
 
 
@@ -147,23 +150,29 @@ def build(src_root: Path, dst: Path, hours: float, fps: float, people: int, clip
             "write_s": time.perf_counter() - t0, "bytes": size, "speaking_from": "real rows" if has_speaking else "random walk"}
 
 
-def time_queries(root: Path, repeats: int) -> list[tuple[str, float, float, int]]:
+def time_queries(root: Path, repeats: int) -> list[tuple[str, float, float, float, int]]:
+    """``(name, wall min s, wall median s, process CPU min s, rows)`` for connecting, a count and each
+    query of :data:`QUERIES`, ``repeats`` times each (connect: a new connection each time)."""
     from talkset.storage.catalog import connect
 
-    out = []
-    t0 = time.perf_counter()
-    con = connect(root)
-    out.append(("connect (create views)", time.perf_counter() - t0, time.perf_counter() - t0, 0))
-    t0 = time.perf_counter()
-    n = con.execute("SELECT count(*) FROM frames").fetchone()[0]
-    out.append(("count(*) FROM frames", time.perf_counter() - t0, time.perf_counter() - t0, n))
-    for name, q in QUERIES.items():
-        times = []
+    def timed(fn):
+        walls, cpus = [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
-            rows = con.execute(q).fetchall()
-            times.append(time.perf_counter() - t0)
-        out.append((name, min(times), statistics.median(times), len(rows)))
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = fn()
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+        return min(walls), statistics.median(walls), min(cpus), out
+
+    out = []
+    lo, med, cpu, con = timed(lambda: connect(root))
+    out.append(("connect (create views)", lo, med, cpu, 0))
+    con.execute("SET enable_progress_bar = false")
+    lo, med, cpu, n = timed(lambda: con.execute("SELECT count(*) FROM frames").fetchone()[0])
+    out.append(("count(*) FROM frames", lo, med, cpu, n))
+    for name, q in QUERIES.items():
+        lo, med, cpu, rows = timed(lambda q=q: con.execute(q).fetchall())
+        out.append((name, lo, med, cpu, len(rows)))
     return out
 
 
@@ -206,10 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"compact: {len(results)} sources, {n_before} -> {n_after} Parquet files, {size / 2**20:.0f} MiB, "
               f"{compact_s:.0f} s")
         after = time_queries(dst, args.repeats)
-        print(f"\n{'query':36} {'before min s':>12} {'median s':>9} {'after min s':>12} {'median s':>9} {'rows':>9}")
-        for (name, lo, med, n), (_, lo2, med2, n2) in zip(before, after):
+        print(f"load average now {os.getloadavg()[0]:.1f}")
+        print(f"\n{'query':36} {'before min s':>12} {'median s':>9} {'CPU s':>7} {'after min s':>12} {'median s':>9} "
+              f"{'CPU s':>7} {'rows':>9}")
+        for (name, lo, med, cpu, n), (_, lo2, med2, cpu2, n2) in zip(before, after):
             assert n == n2, (name, n, n2)
-            print(f"{name:36} {lo:12.3f} {med:9.3f} {lo2:12.3f} {med2:9.3f} {n:9,}")
+            print(f"{name:36} {lo:12.3f} {med:9.3f} {cpu:7.3f} {lo2:12.3f} {med2:9.3f} {cpu2:7.3f} {n:9,}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -62,6 +62,15 @@ Parquet file, DuckDB 2 threads, 2-core VM shared with other jobs, load ~2, 2026-
 1.1 s, the issue's ``interactions`` query 0.77 s, patterns per clip 0.62 s, a plain ``frames``
 aggregate 0.06 s (at load 20-40: 1.0-5 s); ``interactions`` reads ``turns`` once (``MATERIALIZED``): without it, 0.93 s instead of
 0.16 s at 300 k rows.
+
+Plan (issue 14, last part): islands are found among the frames above ``off`` only (``frame_idx -
+row_number()``, one window over those rows) and a turn's mean score by a hash join of the turns with
+its person's frame rows, instead of three running windows (two sums and a row number) over every
+frame; the join reuses the ``s`` rows, so ``frames`` is bound once less per view. Same rows, same
+mean scores (compared on the blackjournal root and the 3.24 M-row root of
+``benchmarks/duckdb_scale.py``, max difference 0.0); process CPU time on that compacted root (29 %
+of its frames above 0; 2-core VM shared with other jobs, load ~2.4): all of ``turns`` 0.61-0.69 s
+instead of 1.76-1.79 s, ``interactions`` 0.74-0.80 s instead of 1.33-1.39 s.
 """
 
 from __future__ import annotations
@@ -135,18 +144,14 @@ WITH s AS (
     FROM frames f JOIN clips c ON c.clip_id = f.clip_id
     WHERE c.fps > 0
 ), w AS (
-    SELECT *,
-           sum(score) OVER p AS cs,
-           row_number() OVER p AS rn,
-           -- constant along a run of consecutive frames above off, different between runs (one sort)
-           frame_idx - sum((score > {_num(c.off)})::INTEGER) OVER p AS island
-    FROM s WINDOW p AS (PARTITION BY clip_id, track_id ORDER BY frame_idx ROWS UNBOUNDED PRECEDING)
+    -- frames above off only: frame_idx - rank is constant along a run of consecutive frame indices and
+    -- different between runs (a frame at or below off, or a missing frame row, ends a run)
+    SELECT *, frame_idx - row_number() OVER (PARTITION BY clip_id, track_id ORDER BY frame_idx) AS island
+    FROM s WHERE score > {_num(c.off)}
 ), seg AS (
-    -- islands of consecutive frames with score > off (a missing frame row ends an island)
     SELECT clip_id, any_value(source) AS source, track_id, any_value(fps) AS fps,
-           min(frame_idx) AS f0, max(frame_idx) + 1 AS f1,
-           min(rn) AS rn0, max(rn) AS rn1, min_by(cs - score, rn) AS cs0, max_by(cs, rn) AS cs1
-    FROM w WHERE score > {_num(c.off)}
+           min(frame_idx) AS f0, max(frame_idx) + 1 AS f1
+    FROM w
     GROUP BY clip_id, track_id, island
     HAVING max(score) >= {_num(c.on)}
 ), br AS (
@@ -155,12 +160,19 @@ WITH s AS (
     FROM (SELECT *, lag(f1) OVER (PARTITION BY clip_id, track_id ORDER BY f0) AS prev_f1 FROM seg)
 ), t AS (
     SELECT clip_id, any_value(source) AS source, track_id, any_value(fps) AS fps,
-           min(f0) AS start_frame, max(f1) AS end_frame,
-           (max_by(cs1, f1) - min_by(cs0, f0)) / (max(rn1) - min(rn0) + 1) AS mean_score
+           min(f0) AS start_frame, max(f1) AS end_frame
     FROM br GROUP BY clip_id, track_id, turn_no
+    HAVING (max(f1) - min(f0)) / any_value(fps) >= {_num(c.min_turn_s)} - 1e-9
 ), k AS MATERIALIZED (
-    SELECT *, start_frame / fps AS start_s, end_frame / fps AS end_s, (end_frame - start_frame) / fps AS duration_s
-    FROM t WHERE (end_frame - start_frame) / fps >= {_num(c.min_turn_s)} - 1e-9
+    -- mean score over every frame row of the turn (bridged pauses included): a hash join on the
+    -- person, ~1.3 turns per person, instead of running sums over every frame (module docstring)
+    SELECT t.clip_id, any_value(t.source) AS source, t.track_id, any_value(t.fps) AS fps, t.start_frame, t.end_frame,
+           fsum(f.score) / count(*) AS mean_score,
+           t.start_frame / any_value(t.fps) AS start_s, t.end_frame / any_value(t.fps) AS end_s,
+           (t.end_frame - t.start_frame) / any_value(t.fps) AS duration_s
+    FROM t JOIN s AS f ON f.clip_id = t.clip_id AND f.track_id = t.track_id
+                        AND f.frame_idx >= t.start_frame AND f.frame_idx < t.end_frame
+    GROUP BY t.clip_id, t.track_id, t.start_frame, t.end_frame
 )
 SELECT k.clip_id, k.source, k.track_id,
        (row_number() OVER (PARTITION BY k.clip_id ORDER BY k.start_frame, k.track_id) - 1)::INTEGER AS turn_idx,

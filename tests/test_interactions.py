@@ -85,6 +85,70 @@ def test_null_scores_are_silent_and_break_segments():
     assert [(t["start_frame"], t["end_frame"]) for t in turns] == [(10, 20), (30, 40), (60, 90)]
 
 
+def _reference_turns(frames: dict[int, float], cfg: InteractionConfig, fps: float = FPS) -> list[tuple]:
+    """The module docstring's turn rules in plain Python, for one person: ``frames`` maps a frame index
+    (rows that exist) to its score (NaN = null = -1). Returns (start_frame, end_frame, mean_score)."""
+    idx = sorted(frames)
+    score = {i: -1.0 if np.isnan(frames[i]) else frames[i] for i in idx}
+    segs, run = [], []
+    for i in idx:  # runs of consecutive existing frames with score > off, kept when one reaches on
+        if score[i] > cfg.off and run and i == run[-1] + 1:
+            run.append(i)
+            continue
+        if run and max(score[j] for j in run) >= cfg.on:
+            segs.append((run[0], run[-1] + 1))
+        run = [i] if score[i] > cfg.off else []
+    if run and max(score[j] for j in run) >= cfg.on:
+        segs.append((run[0], run[-1] + 1))
+    turns = []
+    for a, b in segs:  # bridging
+        if turns and (a - turns[-1][1]) / fps <= cfg.bridge_s + 1e-9:
+            turns[-1] = (turns[-1][0], b)
+        else:
+            turns.append((a, b))
+    out = []
+    for a, b in turns:
+        if (b - a) / fps >= cfg.min_turn_s - 1e-9:
+            rows = [score[i] for i in idx if a <= i < b]
+            out.append((a, b, sum(rows) / len(rows)))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_turns_match_the_rules_with_missing_rows_and_nulls(seed):
+    """Random score walks with null scores and missing frame rows (a person out of the frame): the
+    view's turns equal the plain-Python rules (the view finds islands among frames above off and takes
+    the mean score with a join, not running sums over every frame)."""
+    rng = np.random.default_rng(seed)
+    cfg = InteractionConfig(on=0.3, off=0.0, bridge_s=0.2, min_turn_s=0.12)
+    tracks, expected = {}, {}
+    for tid in range(3):
+        walk = np.zeros(600)  # an AR(1) walk that crosses 0 often
+        for i in range(1, 600):
+            walk[i] = 0.93 * walk[i - 1] + rng.normal(0, 0.2)
+        walk = np.clip(walk, -1, 1)
+        walk[rng.random(600) < 0.03] = np.nan
+        keep = np.flatnonzero(rng.random(600) > 0.04)  # ~4 % of rows missing
+        tracks[tid] = {int(i): float(walk[i]) for i in keep}
+        expected[tid] = _reference_turns(tracks[tid], cfg)
+    rows = [{"clip_id": "c", "track_id": tid, "frame_idx": i, "time_s": i / FPS,
+             "speaking_score": None if np.isnan(v) else v} for tid, fr in tracks.items() for i, v in fr.items()]
+    con = duckdb.connect()
+    con.register("frames", pa.Table.from_pylist(rows, schema=pa.schema(
+        [("clip_id", pa.string()), ("track_id", pa.int32()), ("frame_idx", pa.int32()), ("time_s", pa.float64()),
+         ("speaking_score", pa.float64())])))
+    con.register("clips", pa.Table.from_pylist([{"clip_id": "c", "source": "src", "fps": FPS, "num_frames": 600,
+                                                 "duration_s": 600 / FPS}]))
+    create_views(con, cfg)
+    got = {tid: [(a, b, m) for t, a, b, m in con.execute(
+        "SELECT track_id, start_frame, end_frame, mean_score FROM turns ORDER BY start_frame").fetchall() if t == tid]
+        for tid in tracks}
+    assert sum(len(v) for v in expected.values()) >= 20
+    for tid in tracks:
+        assert [(a, b) for a, b, _ in got[tid]] == [(a, b) for a, b, _ in expected[tid]], tid
+        assert [m for *_, m in got[tid]] == pytest.approx([m for *_, m in expected[tid]], abs=1e-9)
+
+
 def test_turn_taking_switches_gaps_overlaps_and_shares():
     n = 500  # 20 s
     a = _curve(n, [(0, 100, 0.8), (200, 300, 0.8)])  # A: 0-4 s, 8-12 s

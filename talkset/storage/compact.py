@@ -66,6 +66,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import schema as S
+from .compact_manifest import write_manifest
 from .root import COMPACTED, DatasetRoot
 
 #: the tables compaction rewrites (``shots`` is one shard per source already)
@@ -313,7 +314,8 @@ def compact(root: str | os.PathLike, run_id: str | None = None, log: Callable[[s
     """Compact every source of ``root`` (recovering an interrupted compaction first).
 
     Returns one :class:`SourceResult` per source. A source that fails is left unchanged and gets a
-    ``failures`` row (stage ``compact``, item = the source id); the others go on.
+    ``failures`` row (stage ``compact``, item = the source id); the others go on. Ends by rewriting
+    the schema manifest ``root/_catalog/schemas.json`` (:mod:`talkset.storage.compact_manifest`).
     """
     droot = DatasetRoot(root)
     if not (droot.root / "tables").is_dir():
@@ -331,4 +333,6 @@ def compact(root: str | os.PathLike, run_id: str | None = None, log: Callable[[s
         if log:
             log(f"{res.source}: {res.status}, {res.files_before} -> {res.files_after} files, {res.seconds:.2f} s")
         results.append(res)
+    # every file's columns, so the catalog binds its views without reading each footer (compact_manifest)
+    write_manifest(droot.root)
     return results
