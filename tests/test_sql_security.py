@@ -26,6 +26,7 @@ import pytest
 
 from talkset.storage.catalog import ReadOnlyError, check_statement, connect, connect_locked, query
 from talkset.storage.root import DatasetRoot
+from talkset.storage.schema import SHOTS
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 12, 7, tzinfo=UTC)
@@ -116,7 +117,7 @@ def test_plain_queries_work_with_exact_values(env):
     assert query(root, "WITH c AS (SELECT * FROM clips) SELECT max(num_frames) FROM c;")[1] == [(5,)]
     assert query(root, "FROM clips SELECT count(DISTINCT source)")[1] == [(2,)]
     assert ("clip_id", "VARCHAR") in [r[:2] for r in query(root, "DESCRIBE clips")[1]]
-    assert len(query(root, "SUMMARIZE shots")[1]) == 12
+    assert len(query(root, "SUMMARIZE shots")[1]) == len(SHOTS) + 1  # every schema column and the partition
     for explain in ("EXPLAIN SELECT * FROM frames", "EXPLAIN ANALYZE SELECT count(*) FROM frames",
                     "explain /* c */ analyze -- c\n (SELECT 1) UNION (SELECT 2)", "EXPLAIN (FORMAT json) SELECT 1"):
         cols, rows = query(root, explain)
