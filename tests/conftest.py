@@ -75,3 +75,26 @@ def cut(src: Path, dst: Path, start_s: float, dur_s: float) -> Path:
         f"cut {src.name}",
     )
     return dst
+
+
+def shot_task(path, start_s: float = 0.0, end_s: float | None = 4.0, shot_idx: int = 0):
+    """A people-stage item for ``[start_s, end_s)`` s of a video (``end_s=None``: to its end), as the
+    flow makes one: source id ``test``, clip id ``test-s<shot_idx:04d>``, 25 fps."""
+    from talkset import media
+    from talkset.items import Clip, Shot, Source
+
+    if end_s is None:
+        end_s = media.probe(path).duration_s
+    video = Source(url=str(path), source_id="test", video_path=str(path))
+    shot = Shot("test", shot_idx, 0, 0, start_s, end_s)
+    return Clip(source=video, shot=shot, clip_id=f"test-s{shot_idx:04d}", clip_fps=25.0)
+
+
+@pytest.fixture(scope="session")
+def people_stage():
+    """One PeopleStage (YOLO11n-pose loaded once) for the test modules that run it in-process."""
+    from talkset.stages.people import PeopleStage
+
+    s = PeopleStage()
+    s.setup()
+    return s

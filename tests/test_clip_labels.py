@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import clip
+from conftest import clip, shot_task
 
-from talkset.items import Clip, PersonTrack, Shot, Source
+from talkset.items import Clip, PersonTrack
 from talkset.media import run_ffmpeg
 from talkset.stages import overlay
 from talkset.stages.people import PeopleStage
@@ -66,15 +66,12 @@ def build(dst: Path, kind: str) -> Path:
 
 
 def task_for(path: Path, start_s: float = 0.0, end_s: float = 4.0) -> Clip:
-    video = Source(url=str(path), source_id="test", video_path=str(path))
-    return Clip(source=video, shot=Shot("test", 0, 0, 0, start_s, end_s), clip_id="test-s0000", clip_fps=25.0)
+    return shot_task(path, start_s, end_s)
 
 
 @pytest.fixture(scope="module")
-def stage() -> PeopleStage:
-    s = PeopleStage()
-    s.setup()
-    return s
+def stage(people_stage) -> PeopleStage:
+    return people_stage
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import clip
+from conftest import clip, shot_task
 
 from talkset import media
-from talkset.items import Clip, PersonTrack, Shot, Source
+from talkset.items import Clip, PersonTrack
 from talkset.stages.base import StageError
 from talkset.stages.people import PeopleStage, camera_motion
 
@@ -22,18 +22,12 @@ BJ_END_S = 73.007
 
 
 def make_task(path, start_s: float, end_s: float | None, shot_idx: int = 0) -> Clip:
-    if end_s is None:
-        end_s = media.probe(path).duration_s
-    video = Source(url=str(path), source_id="test", video_path=str(path))
-    shot = Shot("test", shot_idx, 0, 0, start_s, end_s)
-    return Clip(source=video, shot=shot, clip_id=f"test-s{shot_idx:04d}", clip_fps=25.0)
+    return shot_task(path, start_s, end_s, shot_idx)
 
 
 @pytest.fixture(scope="module")
-def stage() -> PeopleStage:
-    s = PeopleStage()
-    s.setup()
-    return s
+def stage(people_stage) -> PeopleStage:
+    return people_stage
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,6 @@ def test_silence_scores_negative_for_everyone(interview, debate):
     for tracks, out in (interview, debate):
         for tid in out["orig"]:
             silent = out["silent"][tid].speaking_score
-            orig = out["orig"][tid].speaking_score
             assert np.mean(silent < 0) >= 0.9  # measured 1.00
             assert out["silent"][tid].vad_prob.max() < 0.1
         talkers = [out["orig"][tid].speaking_score.mean() - out["silent"][tid].speaking_score.mean() for tid in out["orig"]]
