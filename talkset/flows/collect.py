@@ -157,9 +157,12 @@ def _discard_media(root: DatasetRoot, item: Clip) -> None:
             path.unlink(missing_ok=True)
 
 
-def _labels(row: dict) -> dict:
-    """The issue 11 §6 labels (layout, seams, overlay / occlusion share) of a committed ``clips`` row."""
-    return {k: row.get(k) for k in ("layout", "seams", "overlay_share", "occlusion_share")}
+def _kept_from(shot: Shot, row: dict) -> Shot:
+    """The record of a shot whose clip was committed by an earlier run: kept, with the people count,
+    camera motion and issue 11 §6 labels (layout, seams, overlay / occlusion share) of its ``clips`` row."""
+    labels = {k: row.get(k) for k in ("layout", "seams", "overlay_share", "occlusion_share")}
+    return replace(shot, kept=True, reason="", num_people=row["num_people"], camera_motion=row["camera_motion"],
+                   **labels)
 
 
 def _resumed(state: RunState, shot: Shot, prior: dict | None) -> tuple[Shot, list[str], list[str]] | None:
@@ -176,17 +179,13 @@ def _resumed(state: RunState, shot: Shot, prior: dict | None) -> tuple[Shot, lis
         rows = [root.committed_clip_row(sid, c) for c in ids]
         if ids and all(r is not None for r in rows):
             state.add(clips_resumed=len(ids), clips_kept=len(ids))
-            rec = replace(shot, kept=True, reason="", num_people=rows[0]["num_people"],
-                          camera_motion=rows[0]["camera_motion"], **_labels(rows[0]))
-            return rec, ids, list(prior.get("rejected") or [])
+            return _kept_from(shot, rows[0]), ids, list(prior.get("rejected") or [])
     if not state.cfg.trim_to_present:
         clip_id = clip_id_for(sid, shot.shot_idx)
         row = root.committed_clip_row(sid, clip_id)
         if row is not None:
             state.add(clips_resumed=1, clips_kept=1)
-            rec = replace(shot, kept=True, reason="", num_people=row["num_people"], camera_motion=row["camera_motion"],
-                          **_labels(row))
-            return rec, [clip_id], []
+            return _kept_from(shot, row), [clip_id], []
     return None
 
 

@@ -244,9 +244,13 @@ class StagePool:
                     continue
                 self._put_free(actor)
 
+    def _has_spare(self) -> bool:
+        """An autoscaling pool with more loaded actors than its minimum (one may be retired)."""
+        return self.autoscale and len(self.actors) - len(self._pending) > self.min_actors
+
     def idle_for(self) -> float:
         """Seconds the longest-idle free actor has been idle (0.0 when none is free or none is spare)."""
-        if not self.autoscale or len(self.actors) - len(self._pending) <= self.min_actors:
+        if not self._has_spare():
             return 0.0
         with self._free.mutex:
             bottom = self._free.queue[0] if self._free.queue else None
@@ -254,7 +258,7 @@ class StagePool:
 
     def retire_idle(self) -> bool:
         """Retire the longest-idle free actor if the pool stays at or above its minimum."""
-        if not self.autoscale or len(self.actors) - len(self._pending) <= self.min_actors:
+        if not self._has_spare():
             return False
         with self._free.mutex:  # the bottom of the LIFO queue is the longest idle
             if not self._free.queue:
