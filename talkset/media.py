@@ -169,6 +169,7 @@ def iter_frames(
     fps: float | None = None,
     scale: float = 1.0,
     fmt: str = "bgr24",
+    every: int = 1,
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """Decode frames of ``path`` between ``start_s`` and ``end_s`` (seconds).
 
@@ -176,6 +177,10 @@ def iter_frames(
     last decoded frame whose timestamp is <= that time + half a tick, never one at or after
     ``end_s`` (the clip stage encodes exactly these frames, so clip frame k == tick k).
     Without it, every decoded frame is yielded with ``k`` its index from ``start_s``.
+
+    ``every`` > 1 yields only ticks (or frames) ``k`` that are multiples of it, with the same ``k``,
+    time and image as without it (the others are decoded but not converted): a sparse sample that
+    shows exactly the frames of the full-rate pass (the people stage's filter pass).
 
     Yields ``(k, time_s, image)`` with ``image`` an HxWx3 uint8 array (BGR by default), resized
     by ``scale``, turned as displayed (rotation metadata applied, like ffmpeg's autorotate). A
@@ -190,6 +195,7 @@ def iter_frames(
     import cv2
 
     eps = 1e-6
+    every = max(1, int(every))
     with av.open(str(path)) as c:
         v = c.streams.video[0]
         v.thread_type = "AUTO"
@@ -239,7 +245,8 @@ def iter_frames(
                     continue
                 if end_s is not None and t >= end_s - eps:
                     break
-                yield k, t, convert(frame)
+                if k % every == 0:
+                    yield k, t, convert(frame)
                 k += 1
             check_broken()
             return
@@ -263,7 +270,8 @@ def iter_frames(
                     return
                 if t <= tick + half + eps:
                     break  # this newer frame is still a candidate for tick k
-                yield k, tick, convert(prev_frame)
+                if k % every == 0:
+                    yield k, tick, convert(prev_frame)
                 k += 1
             prev_frame, last_t = frame, t
         check_broken()
@@ -272,9 +280,11 @@ def iter_frames(
         rate = float(v.average_rate or v.guessed_rate or fps)
         last_shown = last_t + 1.0 / rate  # the last frame is on screen for one source frame
         stop = min(end_s, last_shown) if end_s is not None else last_t + half + eps
-        img = convert(prev_frame)
+        img = None
         while start_s + k / fps < stop - eps:
-            yield k, start_s + k / fps, img
+            if k % every == 0:
+                img = convert(prev_frame) if img is None else img
+                yield k, start_s + k / fps, img
             k += 1
 
 

@@ -142,3 +142,22 @@ def test_folded_inference_path_equals_reference(nets, tmp_path):
         for j, n in enumerate(lengths.tolist()):
             single = light_asd.score_tracks(net, [feats[j][: 4 * n]], [crops[j][:n]])[0]
             np.testing.assert_allclose(fast[j, :n].numpy(), single, atol=1e-4)
+
+
+def test_onnxruntime_visual_encoder_gives_the_torch_logits(tmp_path):
+    """LightASD.use_onnxruntime (the CPU path of the speaking stage) on real face crops: the same
+    logits as PyTorch, per track and for tracks of unequal lengths."""
+    crops, mfcc = _face_crops_first_seconds(tmp_path)
+    feats = [light_asd.mfcc_for_frames(mfcc, 0, len(c)) for c in crops]
+    crops = [crops[0], crops[1][:61]]
+    feats = [feats[0], feats[1][: 4 * 61]]
+    for name in CKPTS:
+        ref = LightASD.from_checkpoint(WEIGHTS / name)
+        fast = LightASD.from_checkpoint(WEIGHTS / name)
+        fast.use_onnxruntime(threads=1)
+        assert ref.ort_visual is None and fast.ort_visual is not None
+        want = light_asd.score_tracks(ref, feats, crops)
+        got = light_asd.score_tracks(fast, feats, crops)
+        for w, g in zip(want, got):
+            assert g.shape == w.shape and np.abs(w).max() > 1.0  # real logits, not zeros
+            np.testing.assert_allclose(g, w, atol=1e-4)

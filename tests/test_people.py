@@ -193,3 +193,41 @@ def test_batched_yolo_tracks_equal_frame_by_frame(blackjournal):
     for tid, d in raws[0].items():
         assert d["frame_idx"] == raws[1][tid]["frame_idx"]
         np.testing.assert_allclose(np.asarray(d["boxes"]), np.asarray(raws[1][tid]["boxes"]), atol=0.01)
+
+
+def test_onnxruntime_gives_the_torch_tracks_and_runs_each_frame_once(blackjournal):
+    """The CPU path (YOLO in ONNX Runtime, frames two at a time): the tracks of PyTorch within
+    0.01 px; the sparse pass's frames are kept, so a kept shot runs the network once per frame and
+    its tracks are exactly those of a full-rate pass alone."""
+    task = make_task(blackjournal, 40.0, 42.0)  # the two-shot: kept, 50 clip frames
+    ref = PeopleStage(runtime="torch").process(task)
+    fast = PeopleStage()  # runtime "auto": ONNX Runtime on this CPU machine
+    fast.setup()
+    assert fast._ort is not None and fast.resources.cpus == 2
+    before = fast._ort.runs
+    got = fast.process(task)
+    assert fast._ort.runs - before == 50  # 5 sparse frames run once, not again in the full-rate pass
+    alone = PeopleStage(filter_fps=None).process(task)
+    assert ref.shot.kept and got.shot.kept and alone.shot.kept
+    assert len(ref.person_tracks) == len(got.person_tracks) == len(alone.person_tracks) == 2
+    for r, g, a in zip(ref.person_tracks, got.person_tracks, alone.person_tracks):
+        assert np.array_equal(r.frame_idx, g.frame_idx) and len(g.frame_idx) == 50
+        np.testing.assert_allclose(g.boxes, r.boxes, atol=0.01)
+        np.testing.assert_allclose(g.body_kpts[..., :2], r.body_kpts[..., :2], atol=0.01)
+        assert np.array_equal(g.frame_idx, a.frame_idx) and np.array_equal(g.boxes, a.boxes)
+        assert np.array_equal(g.body_kpts, a.body_kpts)
+
+
+def test_actor_cpus_follow_the_threads():
+    from talkset.stages.pose import PoseStage
+
+    assert PeopleStage().resources.cpus == 2 and PeopleStage(threads=1).resources.cpus == 1
+    assert PeopleStage(runtime="torch").resources.cpus == 1  # the threads are ONNX Runtime's
+    assert PoseStage().resources.cpus == 2 and PoseStage(track_threads=1).resources.cpus == 1
+    assert PoseStage(backend="onnx").resources.cpus == 1  # batches crops instead
+    assert PeopleStage.resources.cpus == 1  # the class default is untouched
+    for bad in (dict(runtime="tensorrt"), dict(threads=0)):
+        with pytest.raises(ValueError):
+            PeopleStage(**bad)
+    with pytest.raises(ValueError):
+        PoseStage(track_threads=0)

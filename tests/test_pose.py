@@ -164,3 +164,14 @@ def test_mmpose_backend_says_what_to_install():
         pytest.skip("mmpose is installed here")
     with pytest.raises(ImportError, match=r"pip install -e \.\[mmpose\]"):
         PoseStage(backend="mmpose", config="c.py", model="m.pth").setup()
+
+
+def test_track_threads_give_the_same_keypoints(blackjournal_pose):
+    """Two people estimated at once (one Holistic per track, each in its own thread) give exactly
+    the keypoints of one after the other."""
+    task = blackjournal_pose
+    one = PoseStage(track_threads=1).process(task)
+    assert PoseStage().track_threads == 2 and len(task.poses) == 2
+    for tid, pt in task.poses.items():
+        assert (pt.keypoints[:, :, 2] > 0).sum() > 1000
+        np.testing.assert_array_equal(one.poses[tid].keypoints, pt.keypoints)
