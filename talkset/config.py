@@ -66,6 +66,12 @@ class CollectConfig(Config):
     yolo_weights: str = "yolo11n-pose.pt"
     person_conf: float = 0.25
     track_imgsz: int = 640
+    # issue 15: on CPU nodes YOLO and Light-ASD's visual encoder run in ONNX Runtime ("auto"; "torch"
+    # keeps PyTorch); people_threads frames / pose_threads person tracks at once per actor, which
+    # asks Ray for that many CPUs (talkset.stages.people / pose docstrings)
+    runtime: str = "auto"
+    people_threads: int = 2
+    pose_threads: int = 2
     min_people: int = 2
     max_people: int = 4
     presence_frac: float = 0.5  # a track counts as present if in >= this share of the shot's frames

@@ -205,7 +205,8 @@ def test_driver_keeps_nothing_per_finished_source(tmp_path, prefect_api):
     w.start()
     try:
         summary = collect(sources=srcs, root=str(root), run_id="mem",
-                          config={"annotate": False, "max_sources_in_flight": 3, "progress_every_s": 3600})
+                          config={"annotate": False, "max_sources_in_flight": 3, "progress_every_s": 3600,
+                                  "people_threads": 1})  # the actors fit the 4-CPU Ray this module started
     finally:
         stop.set()
         w.join()

@@ -269,7 +269,7 @@ def test_gpu_asks_follow_the_backend_and_too_many_stop_at_once(tmp_path):
 
     if ray.is_initialized():  # the driver may still be connected to this module's 2-node cluster
         ray.shutdown()
-    ray.init(address="local", num_cpus=16, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1")
+    ray.init(address="local", num_cpus=24, num_gpus=1, include_dashboard=False, _node_ip_address="127.0.0.1")
     try:
         cfg = CollectConfig(root=str(tmp_path), annotate=True, concurrency={"people": 8})
         stages = build_stages(cfg, "gpu-ask")
@@ -284,6 +284,9 @@ def test_gpu_asks_follow_the_backend_and_too_many_stop_at_once(tmp_path):
             asked = {name: p.num_gpus for name, p in pools.items()}
             assert asked["people"] == 0.25 and asked["speaking"] == 0.25
             assert asked["pose"] == 0 and asked["faces"] == 0 and asked["clip"] == 0
+            # CPUs: YOLO on its GPU share needs no ONNX Runtime threads; MediaPipe pose runs 2 tracks at once
+            cpus = {name: p.num_cpus for name, p in pools.items()}
+            assert cpus["people"] == 1 and cpus["pose"] == 2 and cpus["speaking"] == 1
         finally:
             for p in pools.values():
                 p.shutdown()

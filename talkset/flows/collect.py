@@ -41,7 +41,7 @@ from prefect.tasks import exponential_backoff  # noqa: E402
 
 from talkset.config import CollectConfig  # noqa: E402
 from talkset.flows.graph import Graph, clip_graph, run_clip  # noqa: E402
-from talkset.flows.runner import Balancer, StagePool, init_ray, stage_gpus  # noqa: E402
+from talkset.flows.runner import Balancer, StagePool, init_ray, stage_cpus, stage_gpus  # noqa: E402
 from talkset.items import Clip, Shot, Source, clip_id_for, source_id_for  # noqa: E402
 from talkset.sources import read_sources  # noqa: E402
 from talkset.stages.base import StageError  # noqa: E402
@@ -69,6 +69,8 @@ def build_stages(cfg: CollectConfig, run_id: str) -> dict[str, Any]:
             weights=cfg.yolo_weights,
             conf=cfg.person_conf,
             imgsz=cfg.track_imgsz,
+            runtime=cfg.runtime,
+            threads=cfg.people_threads,
             min_people=cfg.min_people,
             max_people=cfg.max_people,
             presence_frac=cfg.presence_frac,
@@ -90,9 +92,11 @@ def build_stages(cfg: CollectConfig, run_id: str) -> dict[str, Any]:
         from talkset.stages.pose import PoseStage
         from talkset.stages.speaking import SpeakingStage
 
-        stages["pose"] = PoseStage(backend=cfg.pose_backend, model=cfg.pose_model, config=cfg.pose_config)
+        stages["pose"] = PoseStage(backend=cfg.pose_backend, model=cfg.pose_model, config=cfg.pose_config,
+                                   track_threads=cfg.pose_threads)
         stages["faces"] = FacesStage(weights=cfg.yunet_weights)
-        stages["speaking"] = SpeakingStage(talkset_weights=cfg.asd_talkset_weights, ava_weights=cfg.asd_ava_weights)
+        stages["speaking"] = SpeakingStage(talkset_weights=cfg.asd_talkset_weights, ava_weights=cfg.asd_ava_weights,
+                                           runtime=cfg.runtime)
         stages["align"] = AlignStage(min_face_area=cfg.min_face_area, min_face_area_ratio=cfg.min_face_area_ratio)
     stages["write"] = WriteStage(root=cfg.root, run_id=run_id)
     return stages
@@ -361,7 +365,9 @@ def start_pools(cfg: CollectConfig, stages: dict[str, Any]) -> tuple[dict[str, S
     import ray
 
     ray_info = init_ray(cfg.ray_address, num_cpus=cfg.ray_num_cpus or _local_cpus_needed(stages, cfg))
-    asked = sum(st.resources.cpus * _fixed_or_min(cfg, name) for name, st in stages.items())
+    gpu_cluster = cfg.use_gpus != "never" and ray_info["gpus"] > 0
+    asked = sum(stage_cpus(st, gpu_cluster and stage_gpus(st) > 0) * _fixed_or_min(cfg, name)
+                for name, st in stages.items())  # fmt: skip
     if asked > ray_info["cpus"]:
         if ray_info["started"]:
             ray.shutdown()

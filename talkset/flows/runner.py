@@ -118,6 +118,14 @@ def stage_gpus(stage: Stage) -> float:
     return float(wanted()) if callable(wanted) else float(stage.resources.gpus)
 
 
+def stage_cpus(stage: Stage, gpu_cluster: bool = False) -> float:
+    """CPUs one actor of ``stage`` asks Ray for: ``stage.cpus_wanted(gpu_cluster)`` where the stage
+    defines it (the people stage's ONNX Runtime threads are used only on CPU nodes), else
+    ``resources.cpus``."""
+    wanted = getattr(stage, "cpus_wanted", None)
+    return float(wanted(gpu_cluster)) if callable(wanted) else float(stage.resources.cpus)
+
+
 @dataclass
 class StageStats:
     items: int = 0
@@ -142,10 +150,9 @@ class StagePool:
                  min_actors: int = 1, max_actors: int | None = None):
         self.stage = stage
         self.name = stage.name
-        res = stage.resources
         gpus = stage_gpus(stage) if (use_gpus != "never" and cluster_has_gpus()) else 0
         self.num_gpus = gpus
-        self.num_cpus = float(res.cpus)
+        self.num_cpus = stage_cpus(stage, gpus > 0)
         self.autoscale = num_actors is None
         if self.autoscale:
             self.min_actors = max(1, int(min_actors))
@@ -153,7 +160,7 @@ class StagePool:
         else:
             self.min_actors = self.max_actors = max(1, int(num_actors))
         self._opts = dict(
-            num_cpus=res.cpus,
+            num_cpus=self.num_cpus,
             num_gpus=gpus,
             max_restarts=-1,
             max_task_retries=max_task_retries,

@@ -122,8 +122,9 @@ class PeopleStage(Stage):
             with one thread; boxes equal within 1e-3 px, the same tracks on the shared clips).
         threads: ONNX Runtime on the CPU: frames of a batch run through the network at once, one per
             thread (ONNX Runtime releases the GIL; ByteTrack still sees the frames in order). The
-            actor asks Ray for this many CPUs. A long shot is the one serial step before its clip's
-            other stages can start, so this halves that wait on an idle machine.
+            actor asks Ray for this many CPUs (one on a GPU share: :meth:`cpus_wanted`). A long shot
+            is the one serial step before its clip's other stages can start, so this halves that
+            wait on an idle machine.
         tracker: Ultralytics tracker config (ByteTrack).
         split_screens: ``"keep"`` (label them) or ``"reject"`` shots whose layout is ``split``.
         max_overlay_share, max_occlusion_share: reject above these shares (``None``: keep).
@@ -178,6 +179,13 @@ class PeopleStage(Stage):
         self._model = None
         self._device = None
         self._ort = None
+
+    def cpus_wanted(self, gpu_cluster: bool = False) -> float:
+        """CPUs one actor asks Ray for (:func:`talkset.flows.runner.stage_cpus`): ``threads`` where
+        the network runs in ONNX Runtime on the CPU; 1 where the actor gets a GPU share (PyTorch on
+        CUDA) or ``runtime="torch"``."""
+        on_gpu = gpu_cluster and self.device != "cpu"
+        return float(self.resources.cpus if not on_gpu else type(self).resources.cpus)
 
     def setup(self) -> None:
         """Load the YOLO pose model once (offline: ``talkset.env.configure`` first); on the CPU
