@@ -7,7 +7,8 @@ On the same source clips, one after another in this process:
    the full source video again (as separate per-stage scripts do: every stage opens the video and
    reads all its frames), then doing its work by calling the same stage classes' ``process``,
    every shot tracked at the full rate (``filter_fps=0``), the stages in the order of the one
-   pipeline declaration (:func:`talkset.flows.graph.clip_graph`).
+   pipeline declaration (:func:`talkset.flows.graph.clip_graph`), the networks in PyTorch as the
+   seed runs them (``runtime="torch"``, one frame and one person at a time).
 3. ``talkset 1-node``: the ``collect`` flow on a 1-node local Ray cluster.
 4. ``talkset 2-node``: the ``collect`` flow on a 2-node local Ray cluster (``ray.cluster_utils``;
    both nodes share this machine's cores).
@@ -121,8 +122,10 @@ def naive(paths: list[Path], root: Path, cfg_dict: dict) -> dict:
     from talkset.items import Clip, Source, clip_id_for, source_id_for
     from talkset.stages.base import StageError
 
-    # the seed's way: every shot tracked at the full rate (no sparse filter first), stages in sequence
-    cfg = CollectConfig.from_dict({**cfg_dict, "root": str(root), "filter_fps": 0, "parallel_stages": False})
+    # the seed's way: every shot tracked at the full rate (no sparse filter first), stages in sequence,
+    # its networks in PyTorch (no ONNX Runtime), one frame / one person at a time
+    cfg = CollectConfig.from_dict({**cfg_dict, "root": str(root), "filter_fps": 0, "parallel_stages": False,
+                                   "runtime": "torch", "people_threads": 1, "pose_threads": 1})
     stages = build_stages(cfg, "naive")
     order = [n for n in clip_graph(stages).order if n != "people"]  # the one pipeline declaration
     cpu = {n: 0.0 for n in stages}
