@@ -377,8 +377,9 @@ def main(argv: list[str] | None = None) -> int:
 
     stages = build_stages(CollectConfig.from_dict({**cfg, "root": tempfile.gettempdir()}), "probe")
     need = sum(st.resources.cpus * conc.get(n, 1) for n, st in stages.items())
-    # every actor must fit on ONE node (the 1-node run); an actor that does not fit stays pending
-    cpus_per_node = args.cpus_per_node or math.ceil(need)
+    # every actor must fit on ONE node (the 1-node run); an actor that does not fit stays pending. Plus
+    # the machine's cores as room for the autoscaled stages to grow, as `collect` sizes a local Ray
+    cpus_per_node = args.cpus_per_node or math.ceil(need) + (os.cpu_count() or 1)
     video_s = sum(probe(p).duration_s for p in paths)
     print(f"machine: {machine()}")
     print(f"clips: {', '.join(p.name for p in paths)} = {video_s:.1f} video-seconds; annotate={annotate}; "
