@@ -58,7 +58,8 @@ one grey level; the largest logit change of both changes together is 0.09); at t
 that is as fast as before (0.94-1.07x), it keeps a large frame from costing more per face.
 On CPU nodes the visual encoder (96 % of Light-ASD's time) then runs in ONNX Runtime
 (``runtime``, :meth:`talkset.annotators.light_asd.LightASD.use_onnxruntime`): 2.2x per checkpoint,
-logits within 1e-5; the stage on the bundled clip 110 -> 41-44 CPU-s (2026-12-07, quiet VM).
+logits within 1e-5; the whole stage on the bundled clip then takes 41-44 CPU-s for its 61.6 s
+two-person clip (0.57-0.60 CPU-s per video-s of the clip; 2026-12-07, quiet VM).
 """
 
 from __future__ import annotations
