@@ -41,7 +41,7 @@ from prefect.tasks import exponential_backoff  # noqa: E402
 
 from talkset.config import CollectConfig  # noqa: E402
 from talkset.flows.graph import Graph, clip_graph, run_clip  # noqa: E402
-from talkset.flows.runner import Balancer, StagePool, init_ray, stage_cpus, stage_gpus  # noqa: E402
+from talkset.flows.runner import Balancer, StagePool, actor_asks, init_ray  # noqa: E402
 from talkset.items import Clip, Shot, Source, clip_id_for, source_id_for  # noqa: E402
 from talkset.sources import read_sources  # noqa: E402
 from talkset.stages.base import StageError  # noqa: E402
@@ -366,8 +366,8 @@ def start_pools(cfg: CollectConfig, stages: dict[str, Any]) -> tuple[dict[str, S
 
     ray_info = init_ray(cfg.ray_address, num_cpus=cfg.ray_num_cpus or _local_cpus_needed(stages, cfg))
     gpu_cluster = cfg.use_gpus != "never" and ray_info["gpus"] > 0
-    asked = sum(stage_cpus(st, gpu_cluster and stage_gpus(st) > 0) * _fixed_or_min(cfg, name)
-                for name, st in stages.items())  # fmt: skip
+    asks = {name: actor_asks(st, gpu_cluster) for name, st in stages.items()}
+    asked = sum(asks[name][0] * _fixed_or_min(cfg, name) for name in stages)
     if asked > ray_info["cpus"]:
         if ray_info["started"]:
             ray.shutdown()
@@ -376,8 +376,8 @@ def start_pools(cfg: CollectConfig, stages: dict[str, Any]) -> tuple[dict[str, S
             "lower `concurrency` or add nodes (every actor must fit, or the run would wait forever)"
         )
     gpus = ray_info["gpus"]
-    asked_gpus = sum(stage_gpus(st) * _fixed_or_min(cfg, name) for name, st in stages.items())
-    if cfg.use_gpus != "never" and gpus > 0 and asked_gpus > gpus + 1e-9:
+    asked_gpus = sum(asks[name][1] * _fixed_or_min(cfg, name) for name in stages)
+    if gpu_cluster and asked_gpus > gpus + 1e-9:
         if ray_info["started"]:
             ray.shutdown()
         raise ValueError(

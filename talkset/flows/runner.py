@@ -126,6 +126,14 @@ def stage_cpus(stage: Stage, gpu_cluster: bool = False) -> float:
     return float(wanted(gpu_cluster)) if callable(wanted) else float(stage.resources.cpus)
 
 
+def actor_asks(stage: Stage, gpu_cluster: bool) -> tuple[float, float]:
+    """``(CPUs, GPUs)`` one actor of ``stage`` asks Ray for: GPUs only on a cluster that has them
+    and where the stage uses them (:func:`stage_gpus`), CPUs for that placement (:func:`stage_cpus`).
+    One rule for :class:`StagePool` and the "asks for more than the cluster has" check."""
+    gpus = stage_gpus(stage) if gpu_cluster else 0.0
+    return stage_cpus(stage, gpus > 0), gpus
+
+
 @dataclass
 class StageStats:
     items: int = 0
@@ -150,9 +158,7 @@ class StagePool:
                  min_actors: int = 1, max_actors: int | None = None):
         self.stage = stage
         self.name = stage.name
-        gpus = stage_gpus(stage) if (use_gpus != "never" and cluster_has_gpus()) else 0
-        self.num_gpus = gpus
-        self.num_cpus = stage_cpus(stage, gpus > 0)
+        self.num_cpus, self.num_gpus = actor_asks(stage, use_gpus != "never" and cluster_has_gpus())
         self.autoscale = num_actors is None
         if self.autoscale:
             self.min_actors = max(1, int(min_actors))
@@ -161,7 +167,7 @@ class StagePool:
             self.min_actors = self.max_actors = max(1, int(num_actors))
         self._opts = dict(
             num_cpus=self.num_cpus,
-            num_gpus=gpus,
+            num_gpus=self.num_gpus,
             max_restarts=-1,
             max_task_retries=max_task_retries,
             scheduling_strategy="SPREAD",

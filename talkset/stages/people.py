@@ -60,7 +60,7 @@ from typing import ClassVar
 import numpy as np
 
 from talkset import env, media, provenance, weights
-from talkset.annotators.onnx_cpu import RUNTIMES, session_from_module, torch_threads, use_onnxruntime
+from talkset.annotators.onnx_cpu import check_runtime, session_from_module, torch_threads, use_onnxruntime
 from talkset.items import Clip, PersonTrack, clip_id_for
 from talkset.stages import overlay
 from talkset.stages.base import Resources, Stage, StageError
@@ -118,8 +118,8 @@ class PeopleStage(Stage):
             frame in order, so the tracks equal those of ``batch=1``).
         device: "auto" (cuda:0 if available, else cpu), or a torch device string.
         runtime: "auto" (YOLO in ONNX Runtime on the CPU, PyTorch on a GPU), "torch" or
-            "onnxruntime" (:mod:`talkset.annotators.onnx_cpu`: measured 1.67x fewer CPU-s per frame
-            with one thread; boxes equal within 1e-3 px, the same tracks on the shared clips).
+            "onnxruntime" (:mod:`talkset.annotators.onnx_cpu`: measured 0.054-0.060 -> 0.040 CPU-s
+            per 480x384 frame with one thread; boxes equal within 1e-3 px, the same tracks).
         threads: ONNX Runtime on the CPU: frames of a batch run through the network at once, one per
             thread (ONNX Runtime releases the GIL; ByteTrack still sees the frames in order). The
             actor asks Ray for this many CPUs (one on a GPU share: :meth:`cpus_wanted`). A long shot
@@ -169,8 +169,7 @@ class PeopleStage(Stage):
     def __post_init__(self) -> None:
         if self.split_screens not in ("keep", "reject"):
             raise ValueError(f"split_screens must be 'keep' or 'reject', got {self.split_screens!r}")
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"people runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        check_runtime(self.runtime, "people")
         if int(self.threads) < 1:
             raise ValueError(f"people threads must be >= 1, got {self.threads}")
         if int(self.threads) > 1 and self.runtime != "torch":

@@ -72,7 +72,7 @@ import numpy as np
 
 from talkset import media, provenance
 from talkset.annotators import light_asd
-from talkset.annotators.onnx_cpu import RUNTIMES, torch_threads, use_onnxruntime
+from talkset.annotators.onnx_cpu import check_runtime, torch_threads, use_onnxruntime
 from talkset.items import Clip, FaceTrack, SpeakingTrack
 from talkset.stages.base import Resources, Stage, StageError
 from talkset.weights import resolve
@@ -155,8 +155,7 @@ class SpeakingStage(Stage):
     writes: ClassVar[tuple[str, ...]] = ("speaking",)
 
     def __post_init__(self) -> None:
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"speaking runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        check_runtime(self.runtime, "speaking")
         self._nets: dict[str, Any] | None = None
         self._vad = None
 
